@@ -1,0 +1,1 @@
+"""Data: synthetic raw files, image/box geometry, input pipelines and pretraining tasks."""
