@@ -195,6 +195,7 @@ class EncoderDecoder(nn.Module):
       logits [B, L, vocab_size] float32; logits[:, i] predicts the token after text[:, i].
     """
     b, length = text.shape
+    self._check_len(length)
     positions = jnp.broadcast_to(jnp.arange(length), (b, length))
     logits, _ = self.decoder(text, positions, encoded, prefix_lm_mask(mask_ar, mask_tokens),
                              deterministic=not train)
@@ -206,6 +207,12 @@ class EncoderDecoder(nn.Module):
     encoded = self.encode(image, train=train)
     logits = self.decode(encoded, text, mask_ar, mask_tokens=mask_tokens, train=train)
     return logits, {"encoded": encoded, "logits": logits}
+
+  def _check_len(self, length: int):
+    max_len = self.decoder.max_len
+    if length > max_len:
+      raise ValueError(f"Decoder sequence length {length} exceeds decoder.max_len {max_len}; "
+                       "raise model.decoder.max_len or shorten the text / max_decode_len.")
 
   def init_cache(self, batch_size: int, cache_len: int) -> list[dict[str, jax.Array]]:
     """Empty self-attention cache: per layer 'k', 'v' zeros [B, cache_len, H, Dh]."""
@@ -229,6 +236,7 @@ class EncoderDecoder(nn.Module):
       (logits [B, vocab_size] at each row's last prefix token, cache).
     """
     b, p = prefix.shape
+    self._check_len(cache_len)
     positions = jnp.broadcast_to(jnp.arange(p), (b, p))
     keys_valid = jnp.arange(cache_len)[None, :] < prefix_len[:, None]
     self_mask = jnp.broadcast_to(keys_valid[:, None, :], (b, p, cache_len))
