@@ -166,10 +166,23 @@ class Decoder(nn.Module):
     return logits.astype(jnp.float32), new_cache
 
 
+def _freeze(value: Any) -> Any:
+  """Config values -> hashable ones, so the module can be a static jit argument."""
+  if isinstance(value, Mapping):
+    return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+  if isinstance(value, (list, tuple)):
+    return tuple(_freeze(v) for v in value)
+  return value
+
+
 class EncoderDecoder(nn.Module):
-  """ViT encoder + CapPa decoder. Build it with `Model(...)`."""
-  encoder_kw: Mapping[str, Any]
-  decoder_kw: Mapping[str, Any]
+  """ViT encoder + CapPa decoder. Build it with `Model(...)`.
+
+  encoder_kw / decoder_kw are (key, value) tuples (hashable) of vit.Model and Decoder
+  keyword arguments.
+  """
+  encoder_kw: tuple
+  decoder_kw: tuple
 
   def setup(self):
     self.encoder = vit.Model(**dict(self.encoder_kw))
@@ -271,4 +284,4 @@ def Model(*, preset: Optional[str] = None, encoder: Optional[Mapping[str, Any]] 
   dec = {**base["decoder"], **dict(decoder or {})}
   if "vocab_size" not in dec:
     raise ValueError("cappa.Model needs decoder.vocab_size (the tokenizer's vocab_size).")
-  return EncoderDecoder(encoder_kw=enc, decoder_kw=dec)
+  return EncoderDecoder(encoder_kw=_freeze(enc), decoder_kw=_freeze(dec))
