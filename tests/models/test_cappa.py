@@ -1,5 +1,6 @@
 """CapPa encoder-decoder: parameters, prefix-LM masking, parallel prediction, NaN safety."""
 
+import functools
 import math
 
 import jax
@@ -20,10 +21,10 @@ def micro():
   model = cappa.Model(preset="micro", decoder=dict(vocab_size=VOCAB))
   image = jax.random.uniform(jax.random.PRNGKey(0), (2, 32, 32, 1), minval=-1, maxval=1)
   text = jnp.zeros((2, 12), jnp.int32)
-  params = model.init(jax.random.PRNGKey(1), image, text, jnp.zeros_like(text))["params"]
+  params = jax.jit(model.init)(jax.random.PRNGKey(1), image, text, jnp.zeros_like(text))["params"]
   dense = params["decoder"]["LogitsDense"]
   dense["kernel"] = jax.random.normal(jax.random.PRNGKey(2), dense["kernel"].shape)
-  encoded = model.apply({"params": params}, image, method="encode")
+  encoded = jax.jit(functools.partial(model.apply, method="encode"))({"params": params}, image)
   return model, params, image, encoded
 
 
@@ -39,8 +40,8 @@ def test_decoder_params(micro):
       assert dec[f"EncDecBlock1/{name}/{proj}/kernel"].shape == (64, 2, 32)
   assert dec["EncDecBlock0/MLP/Dense_0/kernel"].shape == (64, 128)
   assert sum(x.size for x in jax.tree.leaves(params)) < 1_000_000
-  fresh = model.init(jax.random.PRNGKey(5), micro[2], jnp.zeros((2, 4), jnp.int32),
-                     jnp.zeros((2, 4), jnp.int32))["params"]
+  fresh = jax.jit(model.init)(jax.random.PRNGKey(5), micro[2][:1, :16, :16],
+                              jnp.zeros((1, 2), jnp.int32), jnp.zeros((1, 2), jnp.int32))["params"]
   np.testing.assert_array_equal(fresh["decoder"]["LogitsDense"]["kernel"], 0.0)
 
 
@@ -87,7 +88,8 @@ def test_prefix_lm_mask():
 
 def _decode(micro, text, mask_ar):
   model, params, _, encoded = micro
-  return model.apply({"params": params}, encoded, text, mask_ar, method="decode")
+  return jax.jit(functools.partial(model.apply, method="decode"))(
+      {"params": params}, encoded, text, mask_ar)
 
 
 def test_prefix_outputs_independent_of_suffix(micro):
@@ -189,7 +191,7 @@ def test_no_nan_when_all_suffix_masked(micro):
     nll = -jnp.take_along_axis(logp, text[:, 1:, None], axis=-1)[..., 0]
     return jnp.sum(nll * weights) / jnp.sum(weights)
 
-  loss, grads = jax.value_and_grad(loss_fn)(params)
+  loss, grads = jax.jit(jax.value_and_grad(loss_fn))(params)
   assert np.isfinite(loss)
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
   # Even a mask that excludes every key of a row stays finite.
@@ -205,10 +207,34 @@ def test_decoder_dropout_and_length_check(micro):
   text = jnp.ones((2, 8), jnp.int32)
   p = {**params, "decoder": {**params["decoder"],
                              "pos_embedding": params["decoder"]["pos_embedding"][:, :8]}}
-  a = model.apply({"params": p}, encoded, text, jnp.ones_like(text), method="decode")
-  b = model.apply({"params": p}, encoded, text, jnp.ones_like(text), train=True,
-                  method="decode", rngs={"dropout": jax.random.PRNGKey(0)})
+  decode = jax.jit(functools.partial(model.apply, method="decode"), static_argnames="train")
+  a = decode({"params": p}, encoded, text, jnp.ones_like(text))
+  b = decode({"params": p}, encoded, text, jnp.ones_like(text), train=True,
+             rngs={"dropout": jax.random.PRNGKey(0)})
   assert not np.allclose(a, b)
   with pytest.raises(ValueError, match="exceeds decoder.max_len 8"):
     model.apply({"params": p}, encoded, jnp.ones((2, 9), jnp.int32),
                 jnp.ones((2, 9), jnp.int32), method="decode")
+
+
+def test_remat_and_bf16_options(micro):
+  _, params, image, _ = micro
+  text = jax.random.randint(jax.random.PRNGKey(4), (2, 6), 3, VOCAB)
+  mask_ar = jnp.array([[0, 0, 1, 1, 1, 1]] * 2)
+
+  def grads(model, p):
+    def loss(p):
+      logits, _ = model.apply({"params": p}, image, text, mask_ar)
+      return jnp.mean(logits ** 2)
+    return jax.jit(jax.grad(loss))(p)
+
+  plain = cappa.Model(preset="micro", decoder=dict(vocab_size=VOCAB))
+  remat = cappa.Model(preset="micro",
+                      encoder=dict(remat_policy="nothing_saveable"),
+                      decoder=dict(vocab_size=VOCAB, remat_policy="nothing_saveable"))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               grads(plain, params), grads(remat, params))
+  bf16 = cappa.Model(preset="micro", encoder=dict(dtype_mm="bfloat16"),
+                     decoder=dict(vocab_size=VOCAB, dtype_mm="bfloat16"))
+  logits, _ = jax.jit(bf16.apply)({"params": params}, image, text, mask_ar)
+  assert logits.dtype == jnp.float32 and np.all(np.isfinite(logits))
