@@ -21,6 +21,8 @@ mask_ar makes the whole sequence bidirectional (parallel prediction).
 from __future__ import annotations
 
 import copy
+import dataclasses
+import difflib
 from typing import Any, Mapping, Optional
 
 import flax.linen as nn
@@ -268,6 +270,15 @@ class EncoderDecoder(nn.Module):
     return logits[:, 0], cache
 
 
+def _check_keys(part: str, kwargs: Mapping[str, Any], module_cls: type) -> None:
+  fields = {f.name for f in dataclasses.fields(module_cls)} - {"parent", "name"}
+  for key in kwargs:
+    if key not in fields:
+      close = difflib.get_close_matches(key, sorted(fields), n=1)
+      hint = f"; did you mean {close[0]!r}?" if close else f"; known: {sorted(fields)}"
+      raise ValueError(f"Unknown model.{part} key {key!r}{hint}")
+
+
 def Model(*, preset: Optional[str] = None, encoder: Optional[Mapping[str, Any]] = None,  # pylint: disable=invalid-name
           decoder: Optional[Mapping[str, Any]] = None) -> EncoderDecoder:
   """Builds the encoder-decoder from a preset and/or explicit kwargs.
@@ -282,6 +293,8 @@ def Model(*, preset: Optional[str] = None, encoder: Optional[Mapping[str, Any]] 
   base = copy.deepcopy(PRESETS[preset]) if preset else dict(encoder={}, decoder={})
   enc = {**base["encoder"], **dict(encoder or {})}
   dec = {**base["decoder"], **dict(decoder or {})}
+  _check_keys("encoder", enc, vit.Model)
+  _check_keys("decoder", dec, Decoder)
   if "vocab_size" not in dec:
     raise ValueError("cappa.Model needs decoder.vocab_size (the tokenizer's vocab_size).")
   return EncoderDecoder(encoder_kw=_freeze(enc), decoder_kw=_freeze(dec))

@@ -72,6 +72,11 @@ def test_model_errors():
     cappa.Model(preset="nano", decoder=dict(vocab_size=3))
   with pytest.raises(ValueError, match="vocab_size"):
     cappa.Model(preset="micro")
+  with pytest.raises(ValueError, match="Unknown model.decoder key 'num_layer'; did you mean "
+                     "'num_layers'"):
+    cappa.Model(preset="micro", decoder=dict(vocab_size=3, num_layer=2))
+  with pytest.raises(ValueError, match="Unknown model.encoder key 'pool'"):
+    cappa.Model(preset="micro", encoder=dict(pool="map"), decoder=dict(vocab_size=3))
 
 
 def test_prefix_lm_mask():
