@@ -21,6 +21,9 @@ def _equalize(img8: np.ndarray, amount: float) -> np.ndarray:
   cdf /= cdf[-1]
   lo = int(np.searchsorted(cdf, 0.005))
   hi = int(np.searchsorted(cdf, 0.9995))
+  # Standard equalisation: the darkest occupied level maps to 0, however common it is.
+  first = cdf[np.flatnonzero(hist)[0]]
+  cdf = np.clip((cdf - first) / max(1 - first, 1e-6), 0, 1)
   levels = np.arange(256, dtype=np.float64)
   window = np.clip((levels - lo) / max(hi - lo, 1), 0, 1) * 255
   lut = (1 - amount) * window + amount * cdf * 255

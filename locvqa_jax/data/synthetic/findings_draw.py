@@ -87,8 +87,10 @@ def plan(findings: Sequence[Finding], anatomy: Anatomy) -> Plan:
                        f"{DRAWABLE_FINDINGS}")
     sev = _severity(f)
     if f.name in ("cardiomegaly", "enlargement of the cardiac silhouette"):
-      # 1.18 lifts a normal heart past a cardiothoracic ratio of 0.5 on PA.
-      heart = max(heart, 1.18 + 0.4 * sev)
+      # Any cardiomegaly has a cardiothoracic ratio above 0.5 on PA, growing with severity.
+      ratio = 0.53 + 0.2 * sev
+      scale = ratio * sum(anatomy.lung_width) / sum(anatomy.heart_half_width)
+      heart = max(heart, scale, 1.05)
     elif f.name == "pleural effusion" and sev > 0.65:
       for side in sides_of(anatomy, f):
         shift -= SIDE_SIGN[side] * 0.12 * (sev - 0.65) / 0.35
