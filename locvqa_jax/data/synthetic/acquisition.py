@@ -16,10 +16,10 @@ from locvqa_jax.data.synthetic.knobs import RenderKnobs
 
 VIEWS = ("PA", "AP", "LATERAL")
 # Field of view in thorax units (neck to upper abdomen; 14 x 17 inch detector on an adult).
-_FOV_HEIGHT = 2.95
-_FOV_WIDTH = 2.5
+_FOV_HEIGHT = 2.7
+_FOV_WIDTH = 2.45
 # Body point that lands at the image centre by default (mid-chest).
-_ANCHOR = (0.0, 0.95)
+_ANCHOR = (0.0, 0.9)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +138,8 @@ def sample_acquisition(rng: np.random.Generator, knobs: RenderKnobs, view: str,
   rows, cols = _image_shape(rng, image_size, landscape if view != "LATERAL" else 0.0)
   sd_scale = 1.5 if ap else 1.0
   angle = np.deg2rad(np.clip(rng.normal(0, knobs.rotation_deg * sd_scale), -12, 12))
-  fov_w = _FOV_WIDTH * (1.15 if view == "LATERAL" else 1.0)
+  # A lateral chest is narrower front to back than side to side: frame it tighter.
+  fov_w = _FOV_WIDTH * (0.9 if view == "LATERAL" else 1.0)
   scale = min(rows / _FOV_HEIGHT, cols / fov_w)
   scale *= float(np.exp(np.clip(rng.normal(0, knobs.scale_jitter), -0.25, 0.25)))
   if ap:

@@ -90,7 +90,7 @@ def _vessel_tree(rng: np.random.Generator, hilum: tuple[float, float], sign: flo
   """Branching pulmonary vessels from one hilum: [(u0, v0, um, vm, u1, v1, width, sign), ...]."""
   segments = []
   # Trunk directions, in degrees below the outward horizontal: up-out, out, down-out, down.
-  stack = [(hilum[0], hilum[1], np.deg2rad(a + rng.normal(0, 6)), length, 0.026, 0)
+  stack = [(hilum[0], hilum[1], np.deg2rad(a + rng.normal(0, 6)), length, 0.042, 0)
            for a, length in ((-75, 0.28), (-40, 0.26), (0, 0.25), (35, 0.3), (65, 0.34))]
   while stack:
     u, v, ang, length, width, level = stack.pop()
@@ -104,7 +104,7 @@ def _vessel_tree(rng: np.random.Generator, hilum: tuple[float, float], sign: flo
     if level + 1 < depth:
       for turn in (-1, 1):
         child = ang + turn * np.deg2rad(rng.uniform(14, 32))
-        stack.append((u1, v1, child, length * rng.uniform(0.62, 0.8), width * 0.7, level + 1))
+        stack.append((u1, v1, child, length * rng.uniform(0.62, 0.8), width * 0.62, level + 1))
   return segments
 
 
@@ -152,7 +152,7 @@ def sample_anatomy(rng: np.random.Generator, knobs: RenderKnobs) -> Anatomy:
       dome_rise=(rise_r, rise_l),
       apex_u=jit(0.42, 0.03),
       upper_mediastinum=(jit(0.12, 0.012), jit(0.13, 0.012)),
-      knob=(0.0, jit(0.42, 0.03), jit(0.065, 0.01)),
+      knob=(0.0, jit(0.42, 0.03), jit(0.055, 0.01)),
       heart_half_width=(heart_r, heart_l),
       heart_top=jit(0.90, 0.04),
       hilum_v=(hilum_r, hilum_l),

@@ -24,7 +24,7 @@ def _body(c: Canvas) -> None:
   centre = mid * np.clip((v + 0.2) / 0.4, 0, 1)
   profile = np.sqrt(np.clip(1 - ((u - centre) / half) ** 2, 0, 1))
   thickness = np.interp(v, [-1.4, -0.4, 0.1, 3.6], [0.7, 0.75, 1.0, 1.05])
-  c.smooth += a.soft_tissue * thickness * (0.12 + 0.88 * profile) * (profile > 0)
+  c.smooth += a.soft_tissue * thickness * (0.08 + 0.92 * profile ** 1.3) * (profile > 0)
   for sign in (-1.0, 1.0):
     # Shoulder and upper arm soft tissue at the top corners.
     c.smooth += 0.5 * c.ellipse((sign * (bw + 0.08), -0.02), 0.3, 0.5, edge=0.6)
@@ -44,8 +44,8 @@ def _lungs(c: Canvas) -> None:
     collapsed = c.thorax.aerated[side] is not c.thorax.lungs[side]
     c.aerated[side] = c.poly(c.thorax.aerated[side]) if collapsed else c.lung[side]
     depth = np.clip(2 * raster.blur(c.lung_mask(side, c.lo), c.px(0.12, c.lo)) - 1, 0, 1)
-    c.sharp -= 0.3 * c.lung[side]
-    c.smooth -= 0.42 * depth
+    c.sharp -= 0.24 * c.lung[side]
+    c.smooth -= 0.36 * depth
     if collapsed:
       # A collapsed lung leaves air without markings between it and the chest wall.
       c.sharp -= 0.08 * np.clip(c.lung[side] - c.aerated[side], 0, 1)
@@ -59,7 +59,7 @@ def _mediastinum(c: Canvas) -> None:
   fade = np.clip((dome_v + 0.12 - c.grid(2)[1]) / 0.1, 0, 1)
   c.mid += (0.07 * c.poly(t.mediastinum, 2) + 0.05 * c.poly(t.heart, 2)) * fade
   heart_lo = c.poly(t.heart, factor=c.lo)
-  c.smooth += 0.16 * raster.blur(heart_lo, c.px(0.1, c.lo)) * heart_lo * np.clip(
+  c.smooth += 0.1 * raster.blur(heart_lo, c.px(0.1, c.lo)) * heart_lo * np.clip(
       (dome_v + 0.12 - v) / 0.1, 0, 1)
   # Lower-lobe air behind the heart keeps the retrocardiac region a little darker.
   hr, hl, htop, hbot = t.heart_extent
@@ -77,14 +77,16 @@ def _mediastinum(c: Canvas) -> None:
   c.smooth += 0.06 * np.clip((v - t.dome["right"][1]) / 0.2, 0, 1) * (u < t.midline + 0.2)
   for side in SIDES:
     hu, hv = t.hilum[side]
-    c.smooth += 0.11 * c.ellipse((hu, hv), 0.09, 0.15, edge=0.9)
+    # Hila: the pulmonary arteries and veins where they enter the lung.
+    c.smooth += 0.13 * c.ellipse((hu, hv + 0.02), 0.1, 0.18, edge=0.9)
 
 
 def _airways(c: Canvas) -> None:
   t, a = c.thorax, c.anatomy
-  c.mid -= 0.24 * c.line(t.trachea, a.trachea_width, factor=2)
+  c.mid -= 0.22 * c.tube(t.trachea, a.trachea_width, factor=2)
   for side in SIDES:
-    c.mid -= 0.16 * c.line(t.bronchi[side], a.trachea_width * 0.6, factor=2)
+    bronchus = raster.bezier(*t.bronchi[side], n=12)
+    c.mid -= 0.14 * c.tube(bronchus, np.linspace(0.65, 0.4, 12) * a.trachea_width, factor=2)
 
 
 def _spine(c: Canvas) -> None:
@@ -140,7 +142,7 @@ def _ribs(c: Canvas, fractures: list[tuple[str, int, float, float]]) -> None:
   anterior = np.clip((1 - da) / 0.25, 0, 1) * reach_a * (v > 0.05)
   # Ribs read clearly against aerated lung and fade against the dense abdomen and neck.
   weight = 0.25 + 0.75 * np.clip(c.lung_mask("right", 2) + c.lung_mask("left", 2), 0, 1)
-  c.mid += a.bone_density * c.knobs.rib_contrast * weight * (0.15 * posterior + 0.06 * anterior)
+  c.mid += a.bone_density * c.knobs.rib_contrast * weight * (0.11 * posterior + 0.05 * anterior)
 
 
 def _clavicles_scapulae(c: Canvas) -> None:
@@ -148,7 +150,12 @@ def _clavicles_scapulae(c: Canvas) -> None:
   bone = a.bone_density * c.knobs.rib_contrast
   for side in SIDES:
     sign = SIDE_SIGN[side]
-    c.mid += 0.17 * bone * c.line(t.clavicles[side], a.clavicle[2], factor=2)
+    # Clavicles: thick medial heads, a slimmer shaft, a broad lateral end; brighter cortex.
+    along = np.linspace(0, 1, len(t.clavicles[side]))
+    width = a.clavicle[2] * (1.15 - 0.35 * np.sin(np.pi * along) + 0.15 * along)
+    shaft = c.tube(t.clavicles[side], width, factor=2)
+    core = c.tube(t.clavicles[side], width * 0.55, factor=2)
+    c.mid += bone * (0.17 * shaft - 0.05 * core)
     # The scapula's medial border projects over the upper lung on AP, beside it on PA.
     inset = 0.2 if c.acq.view == "AP" else 0.0
     blade = np.array([(sign * (1.05 - inset), -0.05), (sign * (1.3 - inset * 0.5), -0.1),
@@ -201,4 +208,5 @@ def draw_anatomy(c: Canvas, fractures: list[tuple[str, int, float, float]],
   _clavicles_scapulae(c)
   _vessels(c, vessel_boost)
   lungs = c.aerated_mask("right", 2) + c.aerated_mask("left", 2)
-  c.mid += 0.03 * c.knobs.parenchyma_texture * lungs * c.texture(0.035, key=1)
+  texture = 0.6 * c.texture(0.03, key=1) + 0.4 * c.texture(0.08, key=4)
+  c.mid += 0.045 * c.knobs.parenchyma_texture * lungs * texture

@@ -123,6 +123,10 @@ class Canvas:
     return raster.line_mask(self.shape(factor), self.to_px(pts, factor),
                             self.px(width, factor), self.px(soft, factor))
 
+  def tube(self, pts: np.ndarray, width: float | np.ndarray, factor: int = 1) -> np.ndarray:
+    """Mask of a band ``width`` thorax units wide (scalar or per point) around a polyline."""
+    return self.poly(raster.tube_outline(pts, width), factor)
+
   def ellipse(self, centre: tuple[float, float], ru: float, rv: float, edge: float = 0.15,
               angle: float = 0.0, factor: int | None = None) -> np.ndarray:
     """Ellipse field in [0, 1] with a rim ``edge`` (relative) wide; smooth grid by default."""

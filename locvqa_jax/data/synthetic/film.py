@@ -59,7 +59,7 @@ def develop(att: np.ndarray, acq: Acquisition, rng: np.random.Generator) -> np.n
   bright += acq.noise * noise * (0.5 + bright)
   bright = raster.blur(bright, max(acq.blur, 0.5 * size / 512))
   # Clinical post-processing: a wide unsharp mask that crisps edges and flattens the background.
-  wide = raster.blur(bright, 10 * size / 512)
+  wide = raster.blur(bright, 24 * size / 512)
   bright = bright + acq.edge_enhance * (bright - wide)
   img8 = np.clip(bright * 255, 0, 255).astype(np.uint8)
   out = _equalize(img8, acq.equalize)

@@ -120,7 +120,7 @@ def build_thorax(anatomy: Anatomy, acq: Acquisition, mods: Modifiers = Modifiers
     """Distance from the midline to the mediastinal or cardiac border at height v."""
     upper = upper_w[side] + 0.05 * np.clip((v - 0.3) / 0.5, 0, 1)
     if side == "left":
-      upper = upper + knob_r * np.exp(-((v - knob_v) / 0.075) ** 2)
+      upper = upper + knob_r * np.exp(-((v - knob_v) / 0.095) ** 2)
       upper = upper + 0.035 * np.exp(-((v - knob_v - 0.22) / 0.06) ** 2)  # pulmonary artery
     t = (v - heart_top) / (base_v - heart_top)
     heart = upper_w[side] + (heart_w[side] - upper_w[side]) * _bump(t, *peaks[side])

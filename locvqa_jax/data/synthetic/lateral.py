@@ -19,17 +19,24 @@ from locvqa_jax.data.synthetic.truth import Device, Finding
 
 
 def _lung_outline(c: Canvas) -> np.ndarray:
+  """Both lungs superimposed: apex, retrosternal border, diaphragm, posterior sulcus, back."""
   a = c.anatomy
-  cp_v = max(a.cp_level) + c.acq.diaphragm_shift + 0.15
-  dome_v = cp_v - 0.55
-  t = np.linspace(0, 1, 40)
-  anterior = np.stack([-0.1 - 0.52 * np.sin(np.pi / 2 * np.clip(t / 0.5, 0, 1)) ** 0.7,
-                       t * (dome_v + 0.05)], -1)
-  w = np.linspace(-0.62, 0.62, 40)
-  diaphragm = np.stack([w, dome_v + (cp_v - dome_v) * np.clip((w + 0.2) / 0.82, 0, 1) ** 2
-                        + 0.12 * np.clip((-0.2 - w) / 0.42, 0, 1) ** 2], -1)
-  posterior = np.stack([0.18 + 0.44 * np.sin(np.pi / 2 * np.clip(t / 0.35, 0, 1)) ** 0.6,
-                        t * cp_v], -1)[::-1]
+  cp_v = max(a.cp_level) + c.acq.diaphragm_shift + 0.12
+  dome_v = cp_v - 0.6
+  top = -0.05
+  v_a = np.linspace(top, dome_v + 0.12, 30)
+  v_p = np.linspace(top, cp_v + 0.02, 30)
+
+  def quadrant(x):
+    return np.sqrt(1 - (1 - np.clip(x, 0, 1)) ** 2)
+
+  # Rounded apex from two quarter ellipses: retrosternal border in front, ribs behind.
+  anterior = np.stack([-0.86 * quadrant((v_a - top) / 0.75), v_a], -1)
+  posterior = np.stack([0.88 * quadrant((v_p - top) / 0.6), v_p], -1)[::-1]
+  w = np.linspace(-0.85, 0.88, 40)
+  # Domes: highest in front of the middle, lowest in the posterior costophrenic sulcus.
+  diaphragm = np.stack([w, dome_v + 0.15 * np.clip((-0.15 - w) / 0.7, 0, 1) ** 2
+                        + (cp_v - dome_v) * np.clip((w + 0.15) / 1.03, 0, 1) ** 2.2], -1)
   return np.concatenate([anterior, diaphragm, posterior])
 
 
@@ -37,43 +44,54 @@ def draw_lateral(c: Canvas, findings: Sequence[Finding], devices: Sequence[Devic
   """Draws the lateral view of the patient into ``c`` (no boxes)."""
   a = c.anatomy
   u, v = c.grid(c.lo)
-  front = np.interp(v, [-1.4, -0.3, 0.3, 1.2, 3.5], [-0.25, -0.45, -0.72, -0.82, -0.9])
-  back = np.interp(v, [-1.4, -0.3, 0.5, 3.5], [0.5, 0.72, 0.85, 0.85])
-  inside = np.clip((u - front) / 0.03, 0, 1) * np.clip((back - u) / 0.03, 0, 1)
-  c.smooth += 1.15 * a.soft_tissue * inside
-  # Arms raised in front of the upper chest.
-  c.smooth += 0.35 * c.ellipse((0.05, -0.25), 0.45, 0.55, edge=0.8)
+  front = np.interp(v, [-1.4, -0.5, 0.1, 1.0, 3.5], [-0.45, -0.6, -0.98, -1.05, -1.1])
+  back = np.interp(v, [-1.4, -0.5, 0.3, 3.5], [0.6, 0.75, 1.05, 1.08])
+  depth = np.clip((u - front) / (back - front), 0, 1)
+  body = np.sqrt(np.clip(1 - (2 * depth - 1) ** 2, 0, 1)) ** 0.5 * (depth > 0) * (depth < 1)
+  c.smooth += 1.0 * a.soft_tissue * body
+  # Raised arms overlap the upper chest.
+  c.smooth += 0.45 * c.ellipse((-0.05, -0.45), 0.85, 0.6, edge=0.9)
   lung_pts = _lung_outline(c)
   lung = c.poly(lung_pts)
-  depth = np.clip(2 * raster.blur(c.poly(lung_pts, c.lo), c.px(0.12, c.lo)) - 1, 0, 1)
-  c.sharp -= 0.35 * lung
-  c.smooth -= 0.45 * depth
-  plans = plan([f for f in findings if f.name in ("cardiomegaly", "pleural effusion",
-                                                   "enlargement of the cardiac silhouette",
-                                                   "blunting of the costophrenic angle")], a)
-  heart_scale = plans.mods.heart_scale * c.acq.heart_magnification
-  dome_v = float(lung_pts[40:80, 1].min())
-  heart = c.ellipse((-0.28, dome_v - 0.22), 0.34 * heart_scale, 0.36, edge=0.1, factor=1)
-  c.sharp += 0.32 * heart * lung
+  lung_lo = c.poly(lung_pts, c.lo)
+  air = np.clip(2 * raster.blur(lung_lo, c.px(0.15, c.lo)) - 1, 0, 1)
+  c.sharp -= 0.25 * lung
+  c.smooth -= 0.45 * air
+  plans = plan([f for f in findings if f.name in ("cardiomegaly",
+                                                   "enlargement of the cardiac silhouette")], a)
+  scale = plans.mods.heart_scale * c.acq.heart_magnification
+  dome_v = float(lung_pts[30:70, 1].min())
+  heart = c.ellipse((-0.4 - 0.05 * (scale - 1), dome_v + 0.02), 0.42 * scale, 0.42 * scale,
+                    edge=0.08, factor=2)
+  c.mid += 0.3 * heart * c.poly(lung_pts, 2)
+  c.smooth += 0.12 * c.ellipse((0.1, 0.78), 0.14, 0.18, edge=0.9)  # hila
   uv2 = c.grid(2)
-  spine_w = 0.5 + 0.02 * np.clip(uv2[1], 0, 2)
-  body = np.clip((0.11 - np.abs(uv2[0] - spine_w)) / 0.02, 0, 1)
+  centre = 0.64 + 0.03 * np.clip(uv2[1], 0, 2)
+  vertebra = np.clip((0.11 - np.abs(uv2[0] - centre)) / 0.015, 0, 1)
   phase = np.mod(uv2[1] / 0.11, 1.0)
-  c.mid += 0.18 * a.bone_density * body * (1 - 0.5 * np.exp(-((phase - 0.5) / 0.07) ** 2))
-  sternum = np.array([(-0.66, 0.05), (-0.74, 0.7), (-0.78, 1.25)])
-  c.mid += 0.18 * a.bone_density * c.line(sternum, 0.05, factor=2, soft=0.01)
-  trachea = np.array([(0.02, -0.8), (0.08, 0.1), (0.14, 0.6)])
-  c.mid -= 0.25 * c.line(trachea, a.trachea_width * 1.1, factor=2, soft=0.015)
-  c.mid += 0.03 * c.knobs.parenchyma_texture * c.poly(lung_pts, 2) * c.texture(0.035, key=1)
+  c.mid += 0.16 * a.bone_density * vertebra * (1 - 0.5 * np.exp(-((phase - 0.5) / 0.07) ** 2))
+  # Posterior elements and ribs behind the vertebral bodies.
+  ribs = np.clip(1 - np.abs(np.mod((uv2[1] - 0.25 * uv2[0]) / 0.15, 1.0) - 0.5) / 0.18, 0, 1)
+  c.mid += 0.06 * a.bone_density * ribs * np.clip((uv2[0] - 0.3) / 0.1, 0, 1) * (
+      uv2[0] < 0.95) * (uv2[1] > -0.1) * (uv2[1] < 1.8)
+  sternum = np.array([(-0.9, 0.05), (-0.96, 0.6), (-1.0, 1.15)])
+  c.mid += 0.2 * a.bone_density * c.tube(sternum, 0.06, factor=2)
+  trachea = raster.bezier((0.0, -0.7), (0.08, 0.1), (0.2, 0.62), 16)
+  c.mid -= 0.22 * c.tube(trachea, a.trachea_width * 1.1, factor=2)
+  arch = raster.bezier((-0.2, 0.75), (-0.05, 0.2), (0.35, 0.55), 16)
+  c.mid += 0.06 * c.tube(arch, 0.12, factor=2)
+  texture = 0.6 * c.texture(0.03, key=1) + 0.4 * c.texture(0.08, key=4)
+  c.mid += 0.045 * c.knobs.parenchyma_texture * c.poly(lung_pts, 2) * texture
   for f in findings:
     if f.name in ("pleural effusion", "blunting of the costophrenic angle"):
       sev = float(f.severity)
-      h = 0.06 + (0.05 if f.name.startswith("blunting") else 0.5) * sev
-      level = lung_pts[:, 1].max() - h + 0.3 * h * np.clip((u - 0.0) / 0.6, 0, 1)
-      fluid = c.poly(lung_pts, c.lo) * np.clip((v - level) / 0.03 + 0.5, 0, 1)
+      h = 0.08 + (0.06 if f.name.startswith("blunting") else 0.5) * sev
+      # Fluid collects in the posterior sulcus, climbing up the back.
+      level = lung_pts[:, 1].max() - h - 0.35 * h * np.clip(u / 0.8, 0, 1) ** 2
+      fluid = lung_lo * np.clip((v - level) / 0.03 + 0.5, 0, 1)
       c.smooth += 0.5 * strength(c.knobs, sev) * fluid
   for device in devices:
     if device.name in ("endotracheal tube", "enteric tube"):
-      path = trachea if device.name == "endotracheal tube" else np.array(
-          [(0.2, -0.8), (0.35, 0.8), (0.05, dome_v + 0.3)])
-      c.sharp += 0.35 * c.knobs.device_contrast * c.line(path, 0.012, soft=0.003)
+      path = trachea[:12] if device.name == "endotracheal tube" else raster.bezier(
+          (0.25, -0.8), (0.4, 0.9), (-0.05, dome_v + 0.35), 24)
+      c.sharp += 0.35 * c.knobs.device_contrast * c.line(path, 0.012)

@@ -26,6 +26,19 @@ def bezier(p0, p1, p2, n: int = 24) -> np.ndarray:
   return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
 
 
+def tube_outline(pts: np.ndarray, width: float | np.ndarray) -> np.ndarray:
+  """Closed outline [2N, 2] of a band of ``width`` (scalar or per point) around a polyline.
+
+  Filling this outline gives clean tubes where wide PIL lines would show stair steps.
+  """
+  pts = np.asarray(pts, np.float64)
+  tangent = np.gradient(pts, axis=0)
+  tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-9)
+  normal = np.stack([-tangent[:, 1], tangent[:, 0]], -1) * (np.asarray(width)[..., None] / 2
+                                                             if np.ndim(width) else width / 2)
+  return np.concatenate([pts + normal, (pts - normal)[::-1]])
+
+
 def polygon_mask(shape: Shape, pts_px: np.ndarray, soft_px: float = 0.0) -> np.ndarray:
   """Filled polygon: [rows, cols] float32 in [0, 1], edges blurred by ``soft_px`` sigma."""
   rows, cols = shape
