@@ -91,7 +91,12 @@ def _airways(c: Canvas) -> None:
 
 def _spine(c: Canvas) -> None:
   a, mid = c.anatomy, c.thorax.midline
-  u, v = c.grid(2)
+  # Only the columns the spine can cover (it is near-vertical even in a rotated study).
+  reach = a.spine_width * 0.8 + abs(mid)
+  corners = c.to_px(np.array([(-reach, -2.0), (reach, -2.0), (-reach, 4.0), (reach, 4.0)]), 2)
+  c0 = int(np.clip(np.floor(corners[:, 0].min()), 0, c.mid.shape[1]))
+  c1 = int(np.clip(np.ceil(corners[:, 0].max()) + 1, c0, c.mid.shape[1]))
+  u, v = (g[:, c0:c1] for g in c.grid(2))
   x = u - mid * np.clip((v + 0.2) / 0.4, 0, 1)
   half = a.spine_width / 2 * (1 + 0.25 * np.clip(v / 2, 0, 1))
   body = np.clip((half - np.abs(x)) / 0.015, 0, 1)
@@ -99,7 +104,8 @@ def _spine(c: Canvas) -> None:
   disc = np.exp(-((phase - 0.5) / 0.06) ** 2)
   pedicle = np.exp(-((np.abs(x) - half * 0.7) / (half * 0.18)) ** 2 - ((phase - 0.25) / 0.15) ** 2)
   spinous = np.exp(-(x / (half * 0.15)) ** 2 - ((phase - 0.75) / 0.2) ** 2)
-  c.mid += a.bone_density * (body * (0.11 - 0.035 * disc) + 0.05 * pedicle + 0.035 * spinous)
+  c.mid[:, c0:c1] += a.bone_density * (body * (0.11 - 0.035 * disc) + 0.05 * pedicle
+                                       + 0.035 * spinous)
 
 
 def rib_level(c: Canvas, rib: float) -> float:

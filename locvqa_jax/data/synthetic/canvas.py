@@ -68,7 +68,7 @@ class Canvas:
   def texture(self, cell: float, key: int = 0, factor: int = 2) -> np.ndarray:
     """Patient-fixed random field (see ``raster.BodyTexture``) on the grid reduced by factor."""
     if factor not in self._textures:
-      self._textures[factor] = raster.BodyTexture(self.anatomy.seed, *self.grid(factor))
+      self._textures[factor] = raster.BodyTexture(self.anatomy.seed, self.acq, factor)
     return self._textures[factor].field(cell, key)
 
   def lung_mask(self, side: str, factor: int) -> np.ndarray:
