@@ -162,7 +162,7 @@ def sample_anatomy(rng: np.random.Generator, knobs: RenderKnobs) -> Anatomy:
       rib_first=jit(0.0, 0.02),
       rib_spacing=jit(0.150, 0.01),
       rib_growth=jit(0.05, 0.01),
-      rib_thickness=jit(0.062, 0.006),
+      rib_thickness=jit(0.085, 0.008),
       rib_curve=(jit(0.20, 0.03), jit(0.42, 0.05)),
       clavicle=(jit(0.26, 0.03), jit(-0.04, 0.04), jit(0.07, 0.006)),
       body_half_width=jit(1.24, 0.06),

@@ -34,8 +34,8 @@ def _body(c: Canvas) -> None:
       breast = c.ellipse((cu, cv), 0.55, 0.42, edge=0.7)
       c.smooth += 0.14 * breast * np.clip((v - cv + 0.35) / 0.15, 0, 1)
   for sign in (-1.0, 1.0):
-    c.mid += 0.3 * a.bone_density * c.ellipse((sign * (bw + 0.1), -0.03), 0.2, 0.22, edge=0.15,
-                                             factor=2)
+    c.mid += 0.18 * a.bone_density * c.ellipse((sign * (bw + 0.12), -0.03), 0.22, 0.25,
+                                              edge=0.3, factor=2)
 
 
 def _lungs(c: Canvas) -> None:
@@ -44,8 +44,8 @@ def _lungs(c: Canvas) -> None:
     collapsed = c.thorax.aerated[side] is not c.thorax.lungs[side]
     c.aerated[side] = c.poly(c.thorax.aerated[side]) if collapsed else c.lung[side]
     depth = np.clip(2 * raster.blur(c.lung_mask(side, c.lo), c.px(0.12, c.lo)) - 1, 0, 1)
-    c.sharp -= 0.24 * c.lung[side]
-    c.smooth -= 0.36 * depth
+    c.sharp -= 0.17 * c.lung[side]
+    c.smooth -= 0.44 * depth
     if collapsed:
       # A collapsed lung leaves air without markings between it and the chest wall.
       c.sharp -= 0.08 * np.clip(c.lung[side] - c.aerated[side], 0, 1)
@@ -56,11 +56,11 @@ def _mediastinum(c: Canvas) -> None:
   u, v = c.grid(c.lo)
   # Mediastinum and heart fade out below the domes, where the abdomen is just as dense.
   dome_v = min(t.dome["right"][1], t.dome["left"][1])
-  fade = np.clip((dome_v + 0.12 - c.grid(2)[1]) / 0.1, 0, 1)
+  fade = np.clip((dome_v + 0.15 - c.grid(2)[1]) / 0.2, 0, 1)
   c.mid += (0.07 * c.poly(t.mediastinum, 2) + 0.05 * c.poly(t.heart, 2)) * fade
   heart_lo = c.poly(t.heart, factor=c.lo)
   c.smooth += 0.1 * raster.blur(heart_lo, c.px(0.1, c.lo)) * heart_lo * np.clip(
-      (dome_v + 0.12 - v) / 0.1, 0, 1)
+      (dome_v + 0.15 - v) / 0.2, 0, 1)
   # Lower-lobe air behind the heart keeps the retrocardiac region a little darker.
   hr, hl, htop, hbot = t.heart_extent
   retro = c.ellipse((t.midline + 0.3, (htop + hbot) / 2 + 0.15), 0.25, 0.3, edge=1.0)
@@ -190,7 +190,8 @@ def _vessels(c: Canvas, boost: float) -> None:
       values[upper] *= 1 + 0.6 * boost
   pts = c.acq.to_pixels(segs[:, :6].reshape(-1, 2)).reshape(-1, 6)
   img = raster.polylines_image(c.shape(1), pts, widths * c.acq.scale, values)
-  c.sharp += img * np.clip(c.aerated["right"] + c.aerated["left"], 0, 1)
+  c.markings = img * np.clip(c.aerated["right"] + c.aerated["left"], 0, 1)
+  c.sharp += c.markings
   for side in SIDES:
     hu, hv = t.hilum[side]
     c.smooth += 0.08 * boost * c.ellipse((hu, hv), 0.12, 0.18, edge=0.9)

@@ -34,6 +34,7 @@ class Canvas:
     lo: reduction factor of the smooth layer.
     lung: side -> full-resolution mask of the whole lung outline.
     aerated: side -> full-resolution mask of the aerated lung (smaller under a pneumothorax).
+    markings: [rows, cols] the vascular markings drawn into ``sharp`` (so fluid can hide them).
   """
 
   acq: Acquisition
@@ -46,6 +47,7 @@ class Canvas:
   lo: int = 1
   lung: dict = dataclasses.field(default_factory=dict)
   aerated: dict = dataclasses.field(default_factory=dict)
+  markings: np.ndarray = None
 
   def __post_init__(self):
     self.lo = max(1, int(round(max(self.acq.rows, self.acq.cols) / _SMOOTH_SIDE)))
@@ -70,6 +72,11 @@ class Canvas:
     if factor not in self._textures:
       self._textures[factor] = raster.BodyTexture(self.anatomy.seed, self.acq, factor)
     return self._textures[factor].field(cell, key)
+
+  def hide_markings(self, cover: np.ndarray, factor: int) -> None:
+    """Removes vascular markings under ``cover`` (0..1 on the grid reduced by ``factor``)."""
+    if self.markings is not None:
+      self.sharp -= self.markings * np.clip(self.up(cover), 0, 1)
 
   def lung_mask(self, side: str, factor: int) -> np.ndarray:
     """Mask of the whole lung outline of ``side`` on the grid reduced by ``factor`` (cached)."""

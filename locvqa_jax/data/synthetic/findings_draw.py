@@ -23,8 +23,8 @@ from locvqa_jax.data.synthetic.knobs import RenderKnobs
 from locvqa_jax.data.synthetic.truth import DRAWABLE_FINDINGS, Box, Finding
 
 # Relative height (0 apex, 1 costophrenic angle) of the centre of each zone and its extent.
-_ZONES = {"apical": (0.0, 0.16), "upper": (0.06, 0.36), "mid": (0.33, 0.66),
-          "lower": (0.62, 0.95), "base": (0.8, 1.0)}
+_ZONES = {"apical": (0.02, 0.18), "upper": (0.12, 0.4), "mid": (0.4, 0.65),
+          "lower": (0.62, 0.9), "base": (0.8, 0.98)}
 _DEFAULT_ZONE = {"pleural effusion": "base", "blunting of the costophrenic angle": "base",
                  "atelectasis": "lower", "pneumothorax": "apical", "lung opacity": "lower",
                  "consolidation": "lower", "pneumonia": "lower", "fracture": "mid"}
@@ -115,13 +115,16 @@ def plan(findings: Sequence[Finding], anatomy: Anatomy) -> Plan:
 
 
 def _zone_band(c: Canvas, side: str, zone: str) -> tuple[float, float]:
-  top, _, _, bottom = c.thorax.zones[side]
+  """Heights where a finding of ``zone`` is centred: fractions of apex-to-dome height, so the
+  finding sits in aerated lung rather than behind the diaphragm."""
+  top = c.thorax.zones[side][0]
+  bottom = c.thorax.dome[side][1]
   lo, hi = _ZONES[zone]
   return top + lo * (bottom - top), top + hi * (bottom - top)
 
 
 def _zone_point(c: Canvas, side: str, zone: str, rng: np.random.Generator,
-                lateral: tuple[float, float] = (0.3, 0.75)) -> tuple[float, float]:
+                lateral: tuple[float, float] = (0.35, 0.75)) -> tuple[float, float]:
   """A point inside the lung of ``side`` within ``zone`` (fractions across from the medial)."""
   v0, v1 = _zone_band(c, side, zone)
   v = v0 + (v1 - v0) * float(rng.uniform(0.3, 0.7))
@@ -150,14 +153,16 @@ def _effusion(c: Canvas, f: Finding, blunting: bool = False) -> list[Box]:
     height = bottom - top
     h = (0.03 + 0.05 * sev if blunting else 0.07 + 0.55 * sev) * height
     width = c.anatomy.side_value(c.anatomy.lung_width, side)
-    x = sign * u
-    # Meniscus: the fluid climbs higher along the lateral chest wall.
-    meniscus = (0.04 + 0.35 * h) * np.clip((width - x) / (0.7 * width), 0, 1) ** 1.5
-    level = bottom - h + meniscus
+    x = np.clip(sign * u / width, 0, 1)
+    # Meniscus: flat medially, climbing the lateral chest wall (concave upper border).
+    climb = (0.45 * h + 0.04) * x ** 3
+    level = bottom - h - climb
     lung = c.lung_mask(side, 2)
-    fluid = lung * np.clip((v - level) / 0.03 + 0.5, 0, 1)
-    density = 0.5 * strength(c.knobs, sev) * (0.85 + 0.15 * np.clip((v - level) / 0.3, 0, 1))
+    # Fluid thins toward its upper border, so the edge is soft rather than a cut.
+    fluid = lung * np.clip((v - level) / 0.1 + 0.2, 0, 1) ** 1.5
+    density = 0.5 * strength(c.knobs, sev)
     c.mid += density * fluid
+    c.hide_markings(fluid, 2)
     if f.type == "layering" or (c.acq.view == "AP" and not blunting):
       c.mid += 0.15 * strength(c.knobs, sev) * sev * lung * np.clip((v - top) / height, 0, 1)
     boxes += _box(fluid, 2, 0.5)
@@ -198,7 +203,7 @@ def _opacity(c: Canvas, f: Finding) -> list[Box]:
   density = _OPACITY_DENSITY[f.name] * (1.3 if f.type == "dense" else 1.0)
   texture_weight = c.knobs.finding_texture
   if f.type == "ground-glass":
-    density, texture_weight = density * 0.55, texture_weight * 0.3
+    density, texture_weight = density * 0.7, texture_weight * 0.3
   radius = 0.1 + 0.22 * sev
   n_blobs = 3 if f.type == "multifocal" else 1
   if f.type in ("focal", "multifocal"):
