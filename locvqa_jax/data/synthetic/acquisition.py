@@ -137,7 +137,7 @@ def sample_acquisition(rng: np.random.Generator, knobs: RenderKnobs, view: str,
   landscape = knobs.landscape_prob_ap if ap else knobs.landscape_prob_pa
   rows, cols = _image_shape(rng, image_size, landscape if view != "LATERAL" else 0.0)
   sd_scale = 1.5 if ap else 1.0
-  angle = np.deg2rad(np.clip(rng.normal(0, knobs.rotation_deg * sd_scale), -12, 12))
+  angle = np.deg2rad(np.clip(rng.normal(0, knobs.rotation_deg * sd_scale), -8, 8))
   # A lateral chest is narrower front to back than side to side: frame it tighter.
   fov_w = _FOV_WIDTH * (0.9 if view == "LATERAL" else 1.0)
   scale = min(rows / _FOV_HEIGHT, cols / fov_w)
@@ -145,7 +145,7 @@ def sample_acquisition(rng: np.random.Generator, knobs: RenderKnobs, view: str,
   if ap:
     scale *= 0.95  # portable films are framed a little wider
   short = min(rows, cols)
-  shift = np.clip(rng.normal(0, knobs.shift_frac, 2), -0.15, 0.15) * short
+  shift = np.clip(rng.normal(0, knobs.shift_frac, 2), -0.08, 0.08) * short
   centre = (cols / 2 + shift[0], rows / 2 + shift[1] + (0.02 * rows if ap else 0.0))
   diaphragm = rng.normal(0, knobs.inspiration_jitter) - (knobs.ap_inspiration_loss if ap else 0)
   low, high = knobs.ap_heart_magnification

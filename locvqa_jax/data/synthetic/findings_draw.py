@@ -96,7 +96,7 @@ def plan(findings: Sequence[Finding], anatomy: Anatomy) -> Plan:
         shift -= SIDE_SIGN[side] * 0.12 * (sev - 0.65) / 0.35
     elif f.name == "pneumothorax":
       for side in sides_of(anatomy, f):
-        collapse[side] = max(collapse.get(side, 0.0), 0.15 + 0.5 * sev)
+        collapse[side] = max(collapse.get(side, 0.0), 0.06 + 0.5 * sev)
     elif f.name in ("vascular congestion", "edema"):
       boost = max(boost, (0.4 + 0.6 * sev) if f.name == "vascular congestion" else 0.5 * sev)
     elif f.name == "fracture":
@@ -286,7 +286,7 @@ def _pneumothorax(c: Canvas, f: Finding) -> list[Box]:
     c.sharp += 0.2 * strength(c.knobs, sev) * pleura * near
     # Box the part of the outline that actually moved away from the chest wall.
     full, aerated = c.thorax.lungs[side], c.thorax.aerated[side]
-    moved = np.hypot(*(full - aerated).T) > 0.012
+    moved = np.hypot(*(full - aerated).T) > 0.02
     if moved.any():
       boxes.append(c.acq.box_of(np.concatenate([full[moved], aerated[moved]])))
   return boxes

@@ -166,7 +166,7 @@ def build_thorax(anatomy: Anatomy, acq: Acquisition, mods: Modifiers = Modifiers
     hu, hv = hilum[side]
     top, bottom = zones[side][0], zones[side][3]
     # Upright patients collect the air at the apex: the top collapses most, the base barely.
-    weight = np.clip((bottom - poly[:, 1]) / (bottom - top), 0, 1) ** 2.5
+    weight = np.clip((bottom - poly[:, 1]) / (bottom - top), 0, 1) ** 3
     f = 1 - amount * weight
     aerated[side] = np.stack([hu + (poly[:, 0] - hu) * f, hv + (poly[:, 1] - hv) * f], -1)
 

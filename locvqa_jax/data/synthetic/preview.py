@@ -99,3 +99,67 @@ def _tile(image: np.ndarray, regions: dict[str, Box], findings: Sequence[tuple[s
     draw.text((x1 + 2, max(header, y2 + 1)), label, fill=colour, font=small)
   draw.text((3, 2), title, fill=(255, 255, 255), font=_font(11))
   return out
+
+
+def demo_items(preset: str, image_size: int = 512, seed: int = 0) -> list[PreviewItem]:
+  """Eight studies of four patients through the renderer's API, for the docs' pictures.
+
+  Each patient gets a baseline and a follow-up, so a reader sees normal anatomy, findings of
+  several kinds and levels, AP versus PA, devices, acquisition changes and a lateral view.
+  """
+  # Imported here so ``draw_preview`` stays free of the renderer for callers that only draw.
+  from locvqa_jax.data.synthetic.render import (  # pylint: disable=g-import-not-at-top
+      RENDER_PRESETS, render, sample_acquisition, sample_anatomy)
+  from locvqa_jax.data.synthetic.truth import Device, Finding  # pylint: disable=g-import-not-at-top
+
+  f = Finding
+  patients = [
+      (("PA", [], []),
+       ("PA", [f("pleural effusion", "left", "base", "moderate", None, 0.55),
+               f("atelectasis", "left", "lower", "mild", "plate-like", 0.4)], [])),
+      (("AP", [f("cardiomegaly", None, None, "mild", None, 0.3)],
+        [Device("endotracheal tube"), Device("enteric tube"), Device("central line", "right")]),
+       ("AP", [f("cardiomegaly", None, None, "moderate", None, 0.5),
+               f("edema", "bilateral", None, "moderate", None, 0.6),
+               f("pleural effusion", "bilateral", "base", "small", "layering", 0.3)],
+        [Device("endotracheal tube"), Device("enteric tube"), Device("central line", "right")])),
+      (("PA", [f("consolidation", "right", "lower", "moderate", "patchy", 0.65)], []),
+       ("LATERAL", [f("consolidation", "right", "lower", "moderate", "patchy", 0.65)], [])),
+      (("PA", [f("pneumothorax", "right", "apical", "small", None, 0.45),
+               f("fracture", "right", "mid", None, None, 0.7)], [Device("pacemaker", "left")]),
+       ("PA", [f("granuloma", "left", "upper", None, None, 0.5),
+               f("lung opacity", "left", "mid", "mild", "ground-glass", 0.5)],
+        [Device("pacemaker", "left")])),
+  ]
+  knobs = RENDER_PRESETS[preset]
+  items = []
+  for p, studies in enumerate(patients):
+    patient_rng = np.random.default_rng([seed, p])
+    anatomy = sample_anatomy(patient_rng, knobs)
+    for s, (view, findings, devices) in enumerate(studies):
+      rng = np.random.default_rng([seed, p, s])
+      acq = sample_acquisition(rng, knobs, view, image_size)
+      out = render(anatomy, acq, findings, devices, rng, knobs)
+      labels = [(fi.name, box) for fi, boxes in zip(findings, out.finding_boxes) for box in boxes]
+      names = ", ".join(f"{fi.level + ' ' if fi.level else ''}{fi.name}" for fi in findings)
+      items.append((out.image, out.region_boxes, labels,
+                    f"{preset} p{p} s{s} {view}: {names or 'no finding'}"))
+  return items
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+  """``python -m locvqa_jax.data.synthetic.preview --preset easy --out preview.png``."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(description="Render demo studies and write a preview PNG.")
+  parser.add_argument("--preset", default="easy")
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--image-size", type=int, default=512)
+  parser.add_argument("--tile", type=int, default=320)
+  parser.add_argument("--seed", type=int, default=0)
+  args = parser.parse_args(argv)
+  items = demo_items(args.preset, args.image_size, args.seed)
+  print(draw_preview(items, args.out, columns=4, tile=args.tile))
+
+
+if __name__ == "__main__":
+  main()
