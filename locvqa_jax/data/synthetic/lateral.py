@@ -44,26 +44,29 @@ def draw_lateral(c: Canvas, findings: Sequence[Finding], devices: Sequence[Devic
   """Draws the lateral view of the patient into ``c`` (no boxes)."""
   a = c.anatomy
   u, v = c.grid(c.lo)
-  front = np.interp(v, [-1.4, -0.5, 0.1, 1.0, 3.5], [-0.45, -0.6, -0.98, -1.05, -1.1])
-  back = np.interp(v, [-1.4, -0.5, 0.3, 3.5], [0.6, 0.75, 1.05, 1.08])
+  front = np.interp(v, [-1.4, -0.6, 0.1, 1.0, 3.5], [-0.75, -0.8, -1.0, -1.06, -1.1])
+  back = np.interp(v, [-1.4, -0.6, 0.3, 3.5], [0.85, 0.9, 1.05, 1.08])
   depth = np.clip((u - front) / (back - front), 0, 1)
   body = np.sqrt(np.clip(1 - (2 * depth - 1) ** 2, 0, 1)) ** 0.5 * (depth > 0) * (depth < 1)
   c.smooth += 1.0 * a.soft_tissue * body
   # Raised arms overlap the upper chest.
-  c.smooth += 0.45 * c.ellipse((-0.05, -0.45), 0.85, 0.6, edge=0.9)
+  c.smooth += 0.4 * c.ellipse((-0.05, -0.6), 0.9, 0.7, edge=0.9)
   lung_pts = _lung_outline(c)
   lung = c.poly(lung_pts)
   lung_lo = c.poly(lung_pts, c.lo)
   air = np.clip(2 * raster.blur(lung_lo, c.px(0.15, c.lo)) - 1, 0, 1)
-  c.sharp -= 0.25 * lung
-  c.smooth -= 0.45 * air
   plans = plan([f for f in findings if f.name in ("cardiomegaly",
                                                    "enlargement of the cardiac silhouette")], a)
   scale = plans.mods.heart_scale * c.acq.heart_magnification
   dome_v = float(lung_pts[30:70, 1].min())
-  heart = c.ellipse((-0.4 - 0.05 * (scale - 1), dome_v + 0.02), 0.42 * scale, 0.42 * scale,
-                    edge=0.08, factor=2)
-  c.mid += 0.3 * heart * c.poly(lung_pts, 2)
+  # The heart sits on the anterior diaphragm and displaces lung air where it projects.
+  heart_lo = c.ellipse((-0.42 - 0.05 * (scale - 1), dome_v - 0.05), 0.42 * scale, 0.45,
+                       edge=0.08, angle=0.5)
+  heart = c.ellipse((-0.42 - 0.05 * (scale - 1), dome_v - 0.05), 0.42 * scale, 0.45,
+                    edge=0.08, angle=0.5, factor=2)
+  c.sharp -= 0.25 * lung
+  c.mid += 0.2 * heart * c.poly(lung_pts, 2)
+  c.smooth -= 0.45 * air * (1 - 0.75 * heart_lo)
   c.smooth += 0.12 * c.ellipse((0.1, 0.78), 0.14, 0.18, edge=0.9)  # hila
   uv2 = c.grid(2)
   centre = 0.64 + 0.03 * np.clip(uv2[1], 0, 2)
@@ -74,7 +77,7 @@ def draw_lateral(c: Canvas, findings: Sequence[Finding], devices: Sequence[Devic
   ribs = np.clip(1 - np.abs(np.mod((uv2[1] - 0.25 * uv2[0]) / 0.15, 1.0) - 0.5) / 0.18, 0, 1)
   c.mid += 0.06 * a.bone_density * ribs * np.clip((uv2[0] - 0.3) / 0.1, 0, 1) * (
       uv2[0] < 0.95) * (uv2[1] > -0.1) * (uv2[1] < 1.8)
-  sternum = np.array([(-0.9, 0.05), (-0.96, 0.6), (-1.0, 1.15)])
+  sternum = np.array([(-0.84, 0.05), (-0.9, 0.6), (-0.94, 1.15)])
   c.mid += 0.2 * a.bone_density * c.tube(sternum, 0.06, factor=2)
   trachea = raster.bezier((0.0, -0.7), (0.08, 0.1), (0.2, 0.62), 16)
   c.mid -= 0.22 * c.tube(trachea, a.trachea_width * 1.1, factor=2)

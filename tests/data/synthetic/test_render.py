@@ -245,3 +245,29 @@ def test_bad_inputs_fail_loudly():
     sample_acquisition(np.random.default_rng(0), EASY, "PA", 16)
   with pytest.raises(ValueError, match="RenderKnobs.noise"):
     RenderKnobs(noise=-1.0)
+
+
+def test_random_combinations_render_with_valid_boxes():
+  rng = np.random.default_rng(0)
+  zones = [None, "apical", "upper", "mid", "lower", "base"]
+  types = [None, "patchy", "ground-glass", "interstitial", "focal", "multifocal", "dense",
+           "plate-like", "linear", "compressive", "layering"]
+  for i in range(30):
+    knobs = REALISTIC if i % 2 else EASY
+    anatomy, acq = _study(100 + i, ["PA", "AP", "LATERAL"][i % 3], 128, knobs)
+    names = rng.choice(DRAWABLE_FINDINGS, size=int(rng.integers(1, 5)), replace=False)
+    findings = [Finding(str(n), [None, "left", "right", "bilateral"][int(rng.integers(4))],
+                        zones[int(rng.integers(6))], None, types[int(rng.integers(11))],
+                        float(rng.random())) for n in names]
+    devices = [Device(str(n)) for n in rng.choice(DRAWABLE_DEVICES, size=int(rng.integers(3)),
+                                                   replace=False)]
+    out = _draw(anatomy, acq, findings, devices, seed=i, knobs=knobs)
+    assert out.image.shape == (acq.rows, acq.cols)
+    assert len(out.finding_boxes) == len(findings)
+    for f, boxes in zip(findings, out.finding_boxes):
+      if acq.view != "LATERAL" and f.side == "bilateral":
+        assert len(boxes) == 2 or (f.name in ("cardiomegaly",
+                                              "enlargement of the cardiac silhouette")), f
+      for x1, y1, x2, y2 in boxes:
+        assert x2 > x1 and y2 > y1, f
+        assert -acq.cols < x1 < 2 * acq.cols and -acq.rows < y1 < 2 * acq.rows, f
