@@ -154,7 +154,7 @@ def sample_anatomy(rng: np.random.Generator, knobs: RenderKnobs) -> Anatomy:
       upper_mediastinum=(jit(0.12, 0.012), jit(0.13, 0.012)),
       knob=(0.0, jit(0.42, 0.03), jit(0.055, 0.01)),
       heart_half_width=(heart_r, heart_l),
-      heart_top=jit(0.90, 0.04),
+      heart_top=jit(0.78, 0.04),
       hilum_v=(hilum_r, hilum_l),
       carina_v=jit(0.56, 0.03),
       trachea_width=jit(0.075, 0.008),

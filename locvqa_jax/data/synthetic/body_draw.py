@@ -70,9 +70,12 @@ def _mediastinum(c: Canvas) -> None:
   bu, _, br = a.gastric_bubble
   if br > 0:
     dome_v = t.dome["left"][1]
-    bubble = c.ellipse((t.midline + bu, dome_v + 0.06 + br * 0.6), br * 1.4, br, edge=0.4,
-                       factor=2)
-    c.mid -= 0.3 * bubble * (c.grid(2)[1] > dome_v + 0.04)
+    centre_v = dome_v + 0.06 + br * 0.8
+    bubble = c.ellipse((t.midline + bu, centre_v), br * 1.5, br, edge=0.4, factor=2)
+    # Gas rises: a dome-shaped top over a flat air-fluid level.
+    v2 = c.grid(2)[1]
+    c.mid -= 0.3 * bubble * (v2 > dome_v + 0.04) * np.clip((centre_v + 0.2 * br - v2) / 0.01,
+                                                           0, 1)
   # The liver makes the right upper abdomen slightly denser.
   c.smooth += 0.06 * np.clip((v - t.dome["right"][1]) / 0.2, 0, 1) * (u < t.midline + 0.2)
   for side in SIDES:

@@ -114,7 +114,7 @@ def build_thorax(anatomy: Anatomy, acq: Acquisition, mods: Modifiers = Modifiers
              for s in SIDES}
   knob_v, knob_r = anatomy.knob[1], anatomy.knob[2] * (1 + 0.5 * (mag - 1))
   # Right heart border peaks low (right atrium); left border peaks lower still (apex).
-  peaks = {"right": (0.62, 0.7), "left": (0.75, 1.4)}
+  peaks = {"right": (0.6, 0.8), "left": (0.72, 1.25)}
 
   def medial(side: str, v: np.ndarray) -> np.ndarray:
     """Distance from the midline to the mediastinal or cardiac border at height v."""
