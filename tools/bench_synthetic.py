@@ -20,7 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from locvqa_jax.data.synthetic.render import (  # pylint: disable=g-import-not-at-top
     RENDER_PRESETS, render, sample_acquisition, sample_anatomy)
-from locvqa_jax.data.synthetic.truth import DRAWABLE_FINDINGS, Finding  # pylint: disable=g-import-not-at-top
+from locvqa_jax.data.synthetic.truth import (  # pylint: disable=g-import-not-at-top
+    DRAWABLE_FINDINGS, Finding)
 
 
 def _findings(rng: np.random.Generator) -> list[Finding]:

@@ -2,8 +2,9 @@
 
 Attenuation is accumulated in three layers: ``sharp`` at full resolution (outlines, vessels, fine
 lines), ``mid`` at half resolution (bones, airways, textures) and ``smooth`` on a grid reduced to
-about 128 px (thickness profiles, haze, blobs); the reduced layers are enlarged once at the end. Smooth structures therefore cost almost nothing, which keeps a
-512 px image well under 100 ms on one core.
+about 128 px (thickness profiles, haze, blobs); the reduced layers are enlarged once at the end.
+Smooth structures therefore cost almost nothing, which keeps a 512 px image well under 100 ms on
+one core.
 """
 
 from __future__ import annotations

@@ -286,7 +286,7 @@ def _pneumothorax(c: Canvas, f: Finding) -> list[Box]:
     c.sharp += 0.2 * strength(c.knobs, sev) * pleura * near
     # Box the part of the outline that actually moved away from the chest wall.
     full, aerated = c.thorax.lungs[side], c.thorax.aerated[side]
-    moved = np.hypot(*(full - aerated).T) > 0.02
+    moved = np.hypot(*(full - aerated).T) > 0.035
     if moved.any():
       boxes.append(c.acq.box_of(np.concatenate([full[moved], aerated[moved]])))
   return boxes
