@@ -33,7 +33,7 @@ class Anatomy:
     dome_rise: (right, left) how far each hemidiaphragm dome rises above its costophrenic angle.
     apex_u: distance from the midline of the top of each apex.
     upper_mediastinum: (right, left) half-width of the upper mediastinum.
-    knob: (u, v, radius) of the aortic knob on the left of the upper mediastinum.
+    knob: (v, radius) of the aortic knob bulging from the left of the upper mediastinum.
     heart_half_width: (right, left) maximal extent of the heart from the midline.
     heart_top: height where the heart's borders leave the vascular pedicle.
     hilum_v: (right, left) height of the hila (the left one is usually higher).
@@ -49,7 +49,7 @@ class Anatomy:
     body_half_width: half-width of the soft-tissue outline at the chest.
     soft_tissue: soft-tissue density scale (body habitus).
     bone_density: bone density scale.
-    gastric_bubble: (u, v, radius) of the gas under the left hemidiaphragm (radius 0: none).
+    gastric_bubble: (u, radius) of the gas under the left hemidiaphragm (radius 0: none).
     vessels: [N, 8] float32 pulmonary vessels, each a bent segment (u0, v0, u_mid, v_mid, u1,
       v1, width, side sign) with coordinates relative to the hilum of its side.
   """
@@ -61,7 +61,7 @@ class Anatomy:
   dome_rise: tuple[float, float]
   apex_u: float
   upper_mediastinum: tuple[float, float]
-  knob: tuple[float, float, float]
+  knob: tuple[float, float]
   heart_half_width: tuple[float, float]
   heart_top: float
   hilum_v: tuple[float, float]
@@ -77,7 +77,7 @@ class Anatomy:
   body_half_width: float
   soft_tissue: float
   bone_density: float
-  gastric_bubble: tuple[float, float, float]
+  gastric_bubble: tuple[float, float]
   vessels: np.ndarray = dataclasses.field(compare=False, repr=False)
 
   def side_value(self, pair: tuple[float, float], side: str) -> float:
@@ -152,7 +152,7 @@ def sample_anatomy(rng: np.random.Generator, knobs: RenderKnobs) -> Anatomy:
       dome_rise=(rise_r, rise_l),
       apex_u=jit(0.42, 0.03),
       upper_mediastinum=(jit(0.12, 0.012), jit(0.13, 0.012)),
-      knob=(0.0, jit(0.42, 0.03), jit(0.055, 0.01)),
+      knob=(jit(0.42, 0.03), jit(0.055, 0.01)),
       heart_half_width=(heart_r, heart_l),
       heart_top=jit(0.78, 0.04),
       hilum_v=(hilum_r, hilum_l),
@@ -168,6 +168,6 @@ def sample_anatomy(rng: np.random.Generator, knobs: RenderKnobs) -> Anatomy:
       body_half_width=jit(1.24, 0.06),
       soft_tissue=jit(1.0, 0.08),
       bone_density=jit(1.0, 0.08),
-      gastric_bubble=(jit(0.45, 0.06), 0.0, bubble_r),
+      gastric_bubble=(jit(0.45, 0.06), bubble_r),
       vessels=np.asarray(vessels, np.float32),
   )

@@ -67,7 +67,7 @@ def _mediastinum(c: Canvas) -> None:
   c.smooth -= 0.08 * retro * heart_lo
   c.smooth += 0.08 * c.ellipse((t.knob[0] - t.knob[2] * 0.9, t.knob[1]), t.knob[2] * 1.1,
                                t.knob[2], edge=0.5)
-  bu, _, br = a.gastric_bubble
+  bu, br = a.gastric_bubble
   if br > 0:
     dome_v = t.dome["left"][1]
     centre_v = dome_v + 0.06 + br * 0.8

@@ -82,8 +82,8 @@ if set(_DRAW) != set(DRAWABLE_DEVICES):
                     "truth.DRAWABLE_DEVICES")
 
 
-def draw(c: Canvas, devices: Sequence[Device]) -> None:
-  """Adds every device to ``c``."""
+def check(devices: Sequence[Device]) -> None:
+  """Fails loudly on a device the renderer cannot draw."""
   for device in devices:
     if device.name not in _DRAW:
       raise ValueError(f"render: device name {device.name!r} is not drawable; expected one of "
@@ -91,4 +91,10 @@ def draw(c: Canvas, devices: Sequence[Device]) -> None:
     if device.side not in (None, "left", "right"):
       raise ValueError(f"Device {device.name!r}: side must be 'left', 'right' or None, got "
                        f"{device.side!r}")
+
+
+def draw(c: Canvas, devices: Sequence[Device]) -> None:
+  """Adds every device to ``c``."""
+  check(devices)
+  for device in devices:
     _DRAW[device.name](c, device)

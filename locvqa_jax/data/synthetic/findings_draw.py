@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -350,8 +350,3 @@ def draw(c: Canvas, findings: Sequence[Finding]) -> list[list[Box]]:
   """Adds every finding's density to ``c``; returns its pixel boxes, in input order."""
   return [_DRAW[f.name](c, f) for f in findings]
 
-
-def lateral_visible(f: Finding) -> Optional[str]:
-  """Name of the lateral-view sign of a finding, if the simple lateral renderer draws one."""
-  return {"pleural effusion": "sulcus", "blunting of the costophrenic angle": "sulcus",
-          "cardiomegaly": "heart", "enlargement of the cardiac silhouette": "heart"}.get(f.name)

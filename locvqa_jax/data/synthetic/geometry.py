@@ -112,7 +112,7 @@ def build_thorax(anatomy: Anatomy, acq: Acquisition, mods: Modifiers = Modifiers
              for s in SIDES}
   upper_w = {s: anatomy.side_value(anatomy.upper_mediastinum, s) * (1 + 0.6 * (mag - 1))
              for s in SIDES}
-  knob_v, knob_r = anatomy.knob[1], anatomy.knob[2] * (1 + 0.5 * (mag - 1))
+  knob_v, knob_r = anatomy.knob[0], anatomy.knob[1] * (1 + 0.5 * (mag - 1))
   # Right heart border peaks low (right atrium); left border peaks lower still (apex).
   peaks = {"right": (0.6, 0.8), "left": (0.72, 1.25)}
 

@@ -58,6 +58,7 @@ def render(anatomy: Anatomy, acquisition: Acquisition, findings: Sequence[Findin
     (empty for LATERAL) and one list of boxes per finding (empty lists for LATERAL).
   """
   plan = findings_draw.plan(findings, anatomy)
+  devices_draw.check(devices)
   thorax = build_thorax(anatomy, acquisition, plan.mods)
   canvas = Canvas(acquisition, anatomy, thorax, knobs)
   if acquisition.view == "LATERAL":

@@ -239,6 +239,11 @@ def test_bad_inputs_fail_loudly():
     _draw(anatomy, acq, [Finding("atelectasis", "left", "middle")])
   with pytest.raises(ValueError, match="device name"):
     _draw(anatomy, acq, devices=[Device("chest tube")])
+  lateral = dataclasses.replace(acq, view="LATERAL")
+  with pytest.raises(ValueError, match="device name"):
+    _draw(anatomy, lateral, devices=[Device("chest tube")])
+  with pytest.raises(ValueError, match="not drawable"):
+    _draw(anatomy, lateral, [Finding("nodule", "left", "upper")])
   with pytest.raises(ValueError, match="view"):
     sample_acquisition(np.random.default_rng(0), EASY, "LL", 256)
   with pytest.raises(ValueError, match="image_size"):
