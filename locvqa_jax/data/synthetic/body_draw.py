@@ -176,7 +176,7 @@ def _vessels(c: Canvas, boost: float) -> None:
   a, t = c.anatomy, c.thorax
   segs = a.vessels.astype(np.float64).copy()
   widths = segs[:, 6].copy()
-  values = np.full(len(segs), 0.065 * c.knobs.vessel_contrast)
+  values = np.full(len(segs), 0.085 * c.knobs.vessel_contrast)
   for side in SIDES:
     on = segs[:, 7] == SIDE_SIGN[side]
     # The tree is stored relative to the hilum; below it, it stretches with inspiration.
@@ -191,8 +191,10 @@ def _vessels(c: Canvas, boost: float) -> None:
       upper = on & (segs[:, 1] < hv)
       widths[upper] *= 1 + 0.8 * boost
       values[upper] *= 1 + 0.6 * boost
+  # Thinner generations are fainter too (smaller cylinders), so markings fade to the periphery.
+  values = values * np.sqrt(widths / widths.max())
   pts = c.acq.to_pixels(segs[:, :6].reshape(-1, 2)).reshape(-1, 6)
-  img = raster.polylines_image(c.shape(1), pts, widths * c.acq.scale, values)
+  img = raster.soften(raster.polylines_image(c.shape(1), pts, widths * c.acq.scale, values), 1.0)
   c.markings = img * np.clip(c.aerated["right"] + c.aerated["left"], 0, 1)
   c.sharp += c.markings
   for side in SIDES:

@@ -26,3 +26,15 @@ def test_preview_rejects_bad_items(tmp_path):
     draw_preview([], str(tmp_path / "x.png"))
   with pytest.raises(ValueError, match="uint8"):
     draw_preview([(np.zeros((4, 4)), {}, [], "")], str(tmp_path / "x.png"))
+
+
+def test_demo_sheet_renders_every_preset(tmp_path):
+  from locvqa_jax.data.synthetic.preview import demo_items, main
+  items = demo_items("realistic", image_size=128)
+  assert len(items) == 8
+  views = [title.split(":")[0].split()[-1] for *_, title in items]
+  assert {"PA", "AP", "LATERAL"} <= set(views)
+  path = tmp_path / "easy.png"
+  main(["--preset", "easy", "--out", str(path), "--image-size", "128", "--tile", "96"])
+  with Image.open(path) as png:
+    assert png.size == (4 * 96, 2 * (96 + 16))
