@@ -45,7 +45,7 @@ class Acquisition:
     blur: Gaussian sigma of detector unsharpness, pixels.
     edge_enhance: unsharp-mask amount.
     equalize: histogram equalisation blend.
-    markers: ((text, x, y, height_px), ...) burnt-in labels.
+    markers: ((text, x of the centre, y of the top, height_px), ...) burnt-in labels.
     collimation: ((edge, width_px), ...) with edge in 'top', 'bottom', 'left', 'right'.
   """
 
@@ -159,7 +159,7 @@ def sample_acquisition(rng: np.random.Generator, knobs: RenderKnobs, view: str,
       markers.append(("L", cols * rng.uniform(0.82, 0.93), rows * rng.uniform(0.04, 0.14),
                       height))
     if ap and rng.random() < knobs.marker_prob:
-      markers.append(("PORTABLE", cols * rng.uniform(0.05, 0.5), rows * rng.uniform(0.02, 0.07),
+      markers.append(("PORTABLE", cols * rng.uniform(0.2, 0.5), rows * rng.uniform(0.02, 0.07),
                       height * 0.8))
   collimation = tuple((edge, float(rng.uniform(0.01, 0.06) * short))
                       for edge in ("top", "bottom", "left", "right")
