@@ -24,20 +24,25 @@ def _lung_outline(c: Canvas) -> np.ndarray:
   cp_v = max(a.cp_level) + c.acq.diaphragm_shift + 0.12
   dome_v = cp_v - 0.6
   top = -0.05
-  v_a = np.linspace(top, dome_v + 0.12, 30)
-  v_p = np.linspace(top, cp_v + 0.02, 30)
+  centre = top + 0.45
 
-  def quadrant(x):
-    return np.sqrt(1 - (1 - np.clip(x, 0, 1)) ** 2)
+  def smoothstep(x):
+    x = np.clip(x, 0, 1)
+    return x * x * (3 - 2 * x)
 
-  # Rounded apex from two quarter ellipses: retrosternal border in front, ribs behind.
-  anterior = np.stack([-0.86 * quadrant((v_a - top) / 0.75), v_a], -1)
-  posterior = np.stack([0.88 * quadrant((v_p - top) / 0.6), v_p], -1)[::-1]
+  # A rounded apex (half ellipse), then the retrosternal border in front and the ribs behind.
+  theta = np.linspace(np.pi, 2 * np.pi, 24)
+  apex = np.stack([0.6 * np.cos(theta), centre + 0.5 * np.sin(theta)], -1)
+  v_a = np.linspace(dome_v + 0.12, centre, 20)
+  anterior = np.stack([-0.6 - 0.26 * smoothstep((v_a - centre) / 0.55), v_a], -1)
+  v_p = np.linspace(centre, cp_v + 0.02, 24)
+  posterior = np.stack([0.6 + 0.28 * smoothstep((v_p - centre) / 0.45), v_p], -1)[::-1]
   w = np.linspace(-0.85, 0.88, 40)
   # Domes: highest in front of the middle, lowest in the posterior costophrenic sulcus.
   diaphragm = np.stack([w, dome_v + 0.15 * np.clip((-0.15 - w) / 0.7, 0, 1) ** 2
                         + (cp_v - dome_v) * np.clip((w + 0.15) / 1.03, 0, 1) ** 2.2], -1)
-  return np.concatenate([anterior, diaphragm, posterior])
+  # Traversed apex -> posterior wall -> diaphragm (back to front) -> anterior wall.
+  return np.concatenate([apex, posterior[::-1], diaphragm[::-1], anterior])
 
 
 def draw_lateral(c: Canvas, findings: Sequence[Finding], devices: Sequence[Device]) -> None:
@@ -58,7 +63,7 @@ def draw_lateral(c: Canvas, findings: Sequence[Finding], devices: Sequence[Devic
   plans = plan([f for f in findings if f.name in ("cardiomegaly",
                                                    "enlargement of the cardiac silhouette")], a)
   scale = plans.mods.heart_scale * c.acq.heart_magnification
-  dome_v = float(lung_pts[30:70, 1].min())
+  dome_v = float(lung_pts[48:88, 1].min())
   # The heart sits on the anterior diaphragm and displaces lung air where it projects.
   heart_lo = c.ellipse((-0.42 - 0.05 * (scale - 1), dome_v - 0.05), 0.42 * scale, 0.45,
                        edge=0.08, angle=0.5)
@@ -84,7 +89,7 @@ def draw_lateral(c: Canvas, findings: Sequence[Finding], devices: Sequence[Devic
   arch = raster.bezier((-0.2, 0.75), (-0.05, 0.2), (0.35, 0.55), 16)
   c.mid += 0.06 * c.tube(arch, 0.12, factor=2)
   texture = 0.6 * c.texture(0.03, key=1) + 0.4 * c.texture(0.08, key=4)
-  c.mid += 0.045 * c.knobs.parenchyma_texture * c.poly(lung_pts, 2) * texture
+  c.mid += 0.045 * c.knobs.parenchyma_texture * c.poly(lung_pts, 2) * (1 - heart) * texture
   for f in findings:
     if f.name in ("pleural effusion", "blunting of the costophrenic angle"):
       sev = float(f.severity)
