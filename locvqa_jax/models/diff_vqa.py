@@ -383,3 +383,9 @@ def lm_params_from_cappa(lm_params: Mapping[str, Any], decoder_params: Mapping[s
         break
   kept = sorted(set(lm_flat) - set(copied))
   return _unflatten(lm_flat), {"copied": sorted(copied), "kept": kept}
+
+
+def load_pretrained(params: Mapping[str, Any], config: Any) -> dict[str, Any]:
+  """Trainer hook, called once on a fresh start: loads config.init (locvqa_jax/vqa_init.py)."""
+  from locvqa_jax import vqa_init  # pylint: disable=g-import-not-at-top
+  return vqa_init.load_pretrained(params, config)
