@@ -169,9 +169,9 @@ def _objects(dicom_id: str, region_boxes: dict[str, Box], rows: int, cols: int) 
   for name in BBOX_NAMES:
     if name not in region_boxes:
       continue
-    box = region_boxes[name]
-    x1, y1, x2, y2 = to_canvas224(box, rows, cols)
-    ox1, oy1, ox2, oy2 = (round(v) for v in box)
+    # The 224 box comes from the rounded original one, so the two agree to half a canvas pixel.
+    ox1, oy1, ox2, oy2 = (round(v) for v in region_boxes[name])
+    x1, y1, x2, y2 = to_canvas224((ox1, oy1, ox2, oy2), rows, cols)
     objects.append({
         "object_id": f"{dicom_id}_{name}", "x1": x1, "y1": y1, "x2": x2, "y2": y2,
         "width": x2 - x1, "height": y2 - y1, "bbox_name": name, "synsets": [_code(name)],
