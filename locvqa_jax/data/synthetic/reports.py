@@ -88,7 +88,10 @@ def _phrase(f: Finding, with_level: bool = True) -> str:
   name = _REPORT_NAME.get(f.name, f.name)
   if f.side == "bilateral" and f.name == "pleural effusion":
     name = "pleural effusions"
-  words = [f.level if with_level else None, f.type, _location_text(f), name]
+  location = _location_text(f)
+  if location and name.startswith("lung ") and location.endswith(" lung"):
+    location = location[:-len(" lung")]  # "right lower lung opacity", not "... lung lung ..."
+  words = [f.level if with_level else None, f.type, location, name]
   return " ".join(w for w in words if w)
 
 
