@@ -47,8 +47,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.error(f"--patients must be at least 1, got {args.patients}")
   if args.workers < 1:
     parser.error(f"--workers must be at least 1, got {args.workers}")
-  if args.image_size < 32:
-    parser.error(f"--image-size must be at least 32 pixels, got {args.image_size}")
+  if not 64 <= args.image_size <= 4096:
+    parser.error(f"--image-size must be in [64, 4096] pixels, got {args.image_size}")
   return args
 
 

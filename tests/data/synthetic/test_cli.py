@@ -10,7 +10,7 @@ import csv
 import dataclasses
 import gzip
 import hashlib
-import io
+import importlib.util
 import json
 import math
 import os
@@ -26,6 +26,9 @@ from PIL import Image
 from locvqa_jax.data import synthetic
 from locvqa_jax.data.synthetic import __main__ as cli
 from locvqa_jax.data.synthetic.truth import Rendered
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+HAS_RENDERER = importlib.util.find_spec("locvqa_jax.data.synthetic.render") is not None
 
 BBOX_NAMES = (
     "right lung, right upper lung zone, right mid lung zone, right lower lung zone, "
@@ -416,7 +419,25 @@ def test_medical_diff_vqa_files(tmp_path):
 
 def test_help_runs_as_a_module():
   result = subprocess.run([sys.executable, "-m", "locvqa_jax.data.synthetic", "--help"],
-                          capture_output=True, text=True, check=True,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(
-                              os.path.dirname(os.path.abspath(__file__))))))
+                          capture_output=True, text=True, check=True, cwd=REPO)
   assert "--patients" in result.stdout and "--preset" in result.stdout
+
+
+@pytest.mark.skipif(not HAS_RENDERER, reason="the renderer module is not in this checkout")
+@pytest.mark.parametrize("preset", ["easy", "realistic"])
+def test_real_renderer_end_to_end(tmp_path, preset):
+  out = tmp_path / "out"
+  result = subprocess.run(
+      [sys.executable, "-m", "locvqa_jax.data.synthetic", "--out", str(out), "--patients", "2",
+       "--seed", "0", "--image-size", "96", "--preset", preset, "--preview",
+       str(tmp_path / "preview.png")], capture_output=True, text=True, cwd=REPO)
+  assert result.returncode == 0, result.stderr
+  assert "patients 2" in result.stdout
+  with Image.open(tmp_path / "preview.png") as image:
+    assert image.size[0] > 0
+  for row in _dicts(str(out / "mimic-cxr-jpg" / "mimic-cxr-2.0.0-metadata.csv.gz")):
+    path = (out / "mimic-cxr-jpg" / "files" / f"p{row['subject_id'][:2]}" /
+            f"p{row['subject_id']}" / f"s{row['study_id']}" / f"{row['dicom_id']}.jpg")
+    with Image.open(path) as image:
+      assert image.size == (int(row["Columns"]), int(row["Rows"])) and image.mode == "L"
+      assert max(image.size) == 96
