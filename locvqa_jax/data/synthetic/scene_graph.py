@@ -209,8 +209,10 @@ def _relationships(dicom_id: str, previous_dicom: str, previous: timeline.Study,
                    regions: Sequence[str]) -> list[dict]:
   before = {vqa.canonical_name(f.name): f for f in previous.findings}
   now = {vqa.canonical_name(f.name): f for f in study.findings}
-  phrases = {vqa.canonical_name(s.finding.name): s.text for s in report.sentences
-             if s.finding is not None}
+  phrases: dict[str, str] = {}
+  for s in report.sentences:
+    if s.finding is not None:
+      phrases.setdefault(vqa.canonical_name(s.finding.name), s.text)
   out = []
   for name in list(now) + [n for n in before if n not in now]:
     f = now.get(name) or before[name]
