@@ -23,6 +23,9 @@ import tqdm
 from locvqa_jax.data.synthetic import layout, presets, writers
 
 PREVIEW_IMAGES = 8
+# Workers start from a clean server process rather than a fork of the caller, which may be
+# multithreaded (e.g. a test or notebook that imported JAX).
+START_METHOD = "forkserver"
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -87,7 +90,7 @@ def _run(tasks: list[writers.PatientTask], workers: int) -> Iterator[writers.Pat
     yield from map(writers.generate_patient, tasks)
     return
   chunksize = max(1, min(16, len(tasks) // (workers * 8)))
-  with multiprocessing.Pool(workers) as pool:
+  with multiprocessing.get_context(START_METHOD).Pool(workers) as pool:
     yield from pool.imap(writers.generate_patient, tasks, chunksize=chunksize)
 
 

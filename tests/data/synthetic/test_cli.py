@@ -105,6 +105,8 @@ def stand_in_renderer(monkeypatch):
   render.render = _render
   preview = types.ModuleType("locvqa_jax.data.synthetic.preview")
   preview.draw_preview = _draw_preview
+  # Forked workers inherit the stand-in; the command's default start method would not.
+  monkeypatch.setattr(cli, "START_METHOD", "fork")
   for name, module in (("render", render), ("preview", preview)):
     monkeypatch.setitem(sys.modules, f"locvqa_jax.data.synthetic.{name}", module)
     monkeypatch.setattr(synthetic, name, module, raising=False)
