@@ -426,13 +426,12 @@ def test_help_runs_as_a_module():
 
 
 @pytest.mark.skipif(not HAS_RENDERER, reason="the renderer module is not in this checkout")
-@pytest.mark.parametrize("preset", ["easy", "realistic"])
-def test_real_renderer_end_to_end(tmp_path, preset):
+def test_real_renderer_end_to_end_with_a_worker_pool(tmp_path):
   out = tmp_path / "out"
   result = subprocess.run(
       [sys.executable, "-m", "locvqa_jax.data.synthetic", "--out", str(out), "--patients", "2",
-       "--seed", "0", "--image-size", "96", "--preset", preset, "--preview",
-       str(tmp_path / "preview.png")], capture_output=True, text=True, cwd=REPO)
+       "--seed", "0", "--image-size", "96", "--preset", "realistic", "--workers", "2",
+       "--preview", str(tmp_path / "preview.png")], capture_output=True, text=True, cwd=REPO)
   assert result.returncode == 0, result.stderr
   assert "patients 2" in result.stdout
   with Image.open(tmp_path / "preview.png") as image:
