@@ -145,7 +145,7 @@ def generate_patient(task: PatientTask) -> PatientResult:
           region_boxes=rendered.region_boxes, rows=rows, cols=cols, previous=previous)
       _write_bytes(os.path.join(task.out_dir, IMAGENOME, "scene_graph",
                                 f"{dicom}_SceneGraph.json"),
-                   json.dumps(graph, indent=4).encode("utf-8"))
+                   json.dumps(graph).encode("utf-8"))
       row = [patient.subject_id, study.study_id, dicom,
              layout.image_path(patient.subject_id, study.study_id, dicom, "dcm"), view]
       result.imagenome.append((task.imagenome_split, row))
