@@ -109,7 +109,7 @@ class BertScorer:
         "num_hidden_layers": num_layers,
         "idf": False,
         "baseline_rescale": False,
-        "special_tokens": "excluded from matching",
+        "special_tokens": "sentence markers ([CLS]/[SEP]/BOS/EOS) excluded from matching",
         "max_length": max_length,
         "library": f"transformers=={transformers.__version__}, torch=={torch.__version__}",
     }
@@ -119,7 +119,10 @@ class BertScorer:
     torch = self._torch
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out: list[Optional[np.ndarray]] = [None] * len(texts)
-    special_ids = set(self._tokenizer.all_special_ids)
+    # Sentence markers only: [UNK] and [MASK] stand for words and are matched like them.
+    tok = self._tokenizer
+    special_ids = [i for i in (tok.cls_token_id, tok.sep_token_id, tok.bos_token_id,
+                               tok.eos_token_id, tok.pad_token_id) if i is not None]
     starts = range(0, len(order), self._batch_size)
     for start in tqdm.tqdm(starts, desc="BERTScore", unit="batch", disable=not progress,
                            mininterval=1.0):
@@ -132,7 +135,7 @@ class BertScorer:
       ids = encoded["input_ids"].numpy()
       mask = encoded["attention_mask"].numpy().astype(bool)
       for row, i in enumerate(batch):
-        keep = mask[row] & ~np.isin(ids[row], list(special_ids))
+        keep = mask[row] & ~np.isin(ids[row], special_ids)
         out[i] = hidden[row][keep]
     return out  # type: ignore[return-value]
 
