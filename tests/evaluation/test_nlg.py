@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 from locvqa_jax.evaluation import nlg
@@ -61,3 +62,14 @@ def test_length_mismatch_and_empty(refs, preds):
     nlg.score_nlg(refs, preds[:4])
   with pytest.raises(ValueError, match="no answers"):
     nlg.score_nlg([], [])
+
+
+@requires_java
+@pytest.mark.slow
+def test_streamed_meteor_equals_compute_score():
+  # Enough answers that the replies overflow a pipe buffer while requests are still being sent.
+  words = "the main image has an additional finding of edema pneumothorax nothing changed".split()
+  gts = {i: [" ".join(words[(i + k) % len(words)] for k in range(12))] for i in range(2000)}
+  res = {i: [" ".join(words[(2 * i + k) % len(words)] for k in range(i % 9))] for i in range(2000)}
+  expected, _ = Meteor().compute_score(gts, res)
+  assert nlg._meteor(gts, res, progress=False) == expected  # pylint: disable=protected-access
