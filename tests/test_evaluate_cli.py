@@ -69,3 +69,11 @@ def test_writes_metrics_and_table(tmp_path, capsys):
   assert "Difference questions (n=2)" in table
   assert "BERTScore: skipped (--no_bertscore)" in table
   assert "presence" in table
+
+
+def test_missing_java_message(tmp_path, capsys, monkeypatch):
+  monkeypatch.setattr("shutil.which", lambda name: None)
+  path = write_jsonl(tmp_path / "p.jsonl", [RECORD, DIFF])
+  assert evaluate.main(["--predictions", str(path), "--no_bertscore"]) == 2
+  err = capsys.readouterr().err
+  assert "need Java" in err and "apt-get install default-jre-headless" in err

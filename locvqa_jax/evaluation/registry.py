@@ -50,11 +50,14 @@ class MetricGroup:
     compute: (selected predictions, context) -> dict of results; a `settings` entry, if present,
       is moved to metrics.json's top-level `settings[name]`.
     description: one line for docs and tables.
+    prepare: checks and loads what `compute` needs (Java, a model) before any group runs, so a
+      missing dependency fails at once rather than after minutes of other metrics.
   """
   name: str
   selects: Callable[[Prediction], bool]
   compute: Callable[[Sequence[Prediction], ScoringContext], dict]
   description: str
+  prepare: Optional[Callable[[ScoringContext], object]] = None
 
 
 _REGISTRY: dict[str, MetricGroup] = {}
@@ -109,10 +112,12 @@ def _exact_match(predictions: Sequence[Prediction], context: ScoringContext) -> 
 
 register(MetricGroup(
     "nlg", _is_difference, _nlg,
-    "BLEU-1..4, METEOR, ROUGE-L, CIDEr of difference answers (pycocoevalcap, EKAID protocol)"))
+    "BLEU-1..4, METEOR, ROUGE-L, CIDEr of difference answers (pycocoevalcap, EKAID protocol)",
+    prepare=lambda context: nlg.require_java()))
 register(MetricGroup(
     "bertscore", _is_difference, _bertscore,
-    "BERTScore F1 of difference answers (greedy matching, no idf, no rescaling)"))
+    "BERTScore F1 of difference answers (greedy matching, no idf, no rescaling)",
+    prepare=ScoringContext.bert_scorer))
 register(MetricGroup(
     "findings", _is_difference, _findings,
     "finding-level micro P/R/F1 of difference answers and the false-change rate"))

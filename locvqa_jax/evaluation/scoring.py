@@ -69,8 +69,11 @@ def score_predictions(
       "settings": {},
       "groups": names,
   }
-  for group in selected_groups:
-    selected = [p for p in predictions if group.selects(p)]
+  selections = [(g, [p for p in predictions if g.selects(p)]) for g in selected_groups]
+  for group, selected in selections:
+    if selected and group.prepare is not None:
+      group.prepare(context)
+  for group, selected in selections:
     if not selected:
       continue
     overall = _compute(group, selected, context, result["settings"])

