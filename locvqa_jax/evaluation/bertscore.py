@@ -88,11 +88,17 @@ class BertScorer:
             f"--bertscore_model {model_path!r}: expected a local Hugging Face model folder with "
             "config.json, tokenizer files and weights; hub names are never downloaded.")
       name = str(path)
+    # The weight-loading bar of transformers would interleave with the scorer's own.
+    bar_was_enabled = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
     try:
       self._tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
       self._model = transformers.AutoModel.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as e:
       raise BertScoreModelError(f"Cannot load the BERTScore model from {path}: {e}") from e
+    finally:
+      if bar_was_enabled:
+        transformers.utils.logging.enable_progress_bar()
     self._model.eval()
     self._torch = torch
     num_layers = int(self._model.config.num_hidden_layers)

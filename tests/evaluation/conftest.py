@@ -5,9 +5,12 @@ Cider classes on the 5 difference questions (COCOEvalCap's sequence, SPICE left 
 change in tokenisation or wiring of the evaluator shows up as a mismatch.
 """
 
+import shutil
 import types
 
 import pytest
+
+from locvqa_jax.evaluation import score_predictions
 
 DIFF_Q = "what has changed compared to the reference image?"
 
@@ -85,3 +88,12 @@ def golden():
       bertscore_f1_default_model=GOLDEN_BERTSCORE_F1_DEFAULT_MODEL,
       findings=GOLDEN_FINDINGS,
       exact_match=GOLDEN_EXACT_MATCH)
+
+
+@pytest.fixture(scope="session")
+def golden_metrics():
+  """score_predictions on the golden records without BERTScore, computed once (one Java run)."""
+  if shutil.which("java") is None:
+    pytest.skip("pycocoevalcap's PTBTokenizer and METEOR need java "
+                "(apt-get install default-jre-headless)")
+  return score_predictions([dict(r) for r in RECORDS], no_bertscore=True)

@@ -1,7 +1,6 @@
 """Tests of score_predictions: golden values wired end to end, per-type layout, the registry."""
 
 import importlib.util
-import shutil
 
 import pytest
 
@@ -11,14 +10,8 @@ from locvqa_jax.evaluation import records
 from locvqa_jax.evaluation import registry
 from locvqa_jax.evaluation import score_predictions
 
-requires_java = pytest.mark.skipif(
-    shutil.which("java") is None,
-    reason="pycocoevalcap's PTBTokenizer and METEOR need java (apt-get install default-jre-headless)")
-
-
-@requires_java
-def test_golden_set_end_to_end(golden):
-  metrics = score_predictions(golden.records, no_bertscore=True)
+def test_golden_set_end_to_end(golden, golden_metrics):
+  metrics = golden_metrics
   assert metrics["n"] == 10
   assert metrics["counts_by_question_type"] == {
       "abnormality": 1, "difference": 5, "level": 1, "presence": 2, "view": 1}
