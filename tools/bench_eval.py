@@ -81,7 +81,10 @@ def synthetic_predictions(n: int, seed: int = 0,
     if roll < 0.5:
       prediction = reference
     elif roll < 0.8:
-      added2 = added[:-1] if added and rng.random() < 0.5 else added + [rng.choice(findings.FINDINGS)]
+      if added and rng.random() < 0.5:
+        added2 = added[:-1]
+      else:
+        added2 = added + [rng.choice(findings.FINDINGS)]
       prediction = _answer(rng, added2, missing, levels)
     else:
       prediction = _answer(rng, *_draw(rng))

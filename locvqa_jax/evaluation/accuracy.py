@@ -1,4 +1,4 @@
-"""Exact-match accuracy of non-difference answers, split closed (yes/no) and open, as EKAID scores it.
+"""Exact-match accuracy of non-difference answers, closed (yes/no) and open, as EKAID scores it.
 
 EKAID compares the generated answer string with the reference string and skips every question
 that contains `what has changed` (the difference questions, scored by NLG metrics instead). A

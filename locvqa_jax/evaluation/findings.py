@@ -31,7 +31,7 @@ MISSING = "missing"
 LEVEL_CHANGED = "level changed"
 DIRECTIONS = (ADDED, MISSING, LEVEL_CHANGED)
 
-# The 30 official Medical-Diff-VQA finding names (disease_lib.csv, DATA_FORMATS.md 3.4), in id order.
+# The 30 official Medical-Diff-VQA finding names (disease_lib.csv, DATA_FORMATS.md 3.4), id order.
 FINDINGS = (
     "pleural effusion",
     "atelectasis",

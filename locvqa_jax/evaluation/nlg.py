@@ -36,8 +36,9 @@ from pycocoevalcap.tokenizer import ptbtokenizer
 JAVA_INSTALL_HINT = (
     "BLEU/METEOR/ROUGE-L/CIDEr need Java: pycocoevalcap's PTBTokenizer and METEOR 1.5 are Java "
     "programs, and no `java` was found on PATH. Install a Java runtime, e.g. "
-    "`apt-get install default-jre-headless` (Debian/Ubuntu), `conda install -c conda-forge openjdk`, "
-    "or `brew install openjdk`, and make sure `java -version` works.")
+    "`apt-get install default-jre-headless` (Debian/Ubuntu), "
+    "`conda install -c conda-forge openjdk`, or `brew install openjdk`, and make sure "
+    "`java -version` works.")
 
 
 class JavaNotFoundError(RuntimeError):

@@ -1,4 +1,4 @@
-"""Fixture `golden`: a fixed set of 10 predictions and its metrics, computed once with pycocoevalcap 1.2.
+"""Fixture `golden`: 10 fixed predictions and their metrics, computed once with pycocoevalcap 1.2.
 
 The NLG numbers were produced by pycocoevalcap's own PTBTokenizer, Bleu(4), Meteor, Rouge and
 Cider classes on the 5 difference questions (COCOEvalCap's sequence, SPICE left out), so any

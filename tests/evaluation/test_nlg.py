@@ -11,7 +11,8 @@ from locvqa_jax.evaluation import nlg
 
 requires_java = pytest.mark.skipif(
     shutil.which("java") is None,
-    reason="pycocoevalcap's PTBTokenizer and METEOR need java (apt-get install default-jre-headless)")
+    reason="pycocoevalcap's PTBTokenizer and METEOR need java "
+    "(apt-get install default-jre-headless)")
 
 
 
