@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import pathlib
 import sys
 from typing import Optional, Sequence
@@ -99,6 +100,8 @@ def _score_file(args: argparse.Namespace) -> int:
 
 def _score_workdir(args: argparse.Namespace) -> int:
   from locvqa_jax import vqa_evaluate  # pylint: disable=g-import-not-at-top
+  # orbax notes at WARNING every checkpoint item it is not asked to restore.
+  logging.getLogger("absl").setLevel(logging.ERROR)
   result = vqa_evaluate.evaluate_workdir(
       args.workdir, split=args.split, step=args.step, checkpoint=args.checkpoint,
       blind_workdir=args.blind_workdir, beam_size=args.beam_size,

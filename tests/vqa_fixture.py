@@ -83,6 +83,7 @@ def make_pretrain_workdir(workdir: str, step: int = 5) -> dict:
                  decoder=dict(vocab_size=tok.vocab_size, num_layers=2, emb_dim=64, mlp_dim=128,
                               num_heads=2, max_len=64))
   c.tokenizer = ""
+  c.input = dict(res=f"r{RES}")
   model = cappa.Model(**c.model.to_dict())
   image = jnp.zeros((1, RES, RES, 1))
   text = jnp.zeros((1, 4), jnp.int32)
@@ -124,3 +125,21 @@ def make_config(encoder_init: str, features_dir: str, arg: str = "", **overrides
     node[leaf] = value
   c.lock()
   return c
+
+
+def make_vqa_workdir(workdir: str, pretrain_workdir: str, arg: str = "") -> None:
+  """An untrained difference-VQA run (step 0) saved as the trainer saves it."""
+  from locvqa_jax import vqa_init  # pylint: disable=g-import-not-at-top
+  from locvqa_jax.models import diff_vqa  # pylint: disable=g-import-not-at-top
+  tok = tokenizer()
+  c = make_config(pretrain_workdir, "", arg, vocab_size=tok.vocab_size)
+  model = diff_vqa.Model(**c.model.to_dict())
+  images = jnp.zeros((1, 2, RES, RES, 1))
+  text = jnp.zeros((1, 4), jnp.int32)
+  params = vqa_init.load_pretrained(model.init(jax.random.PRNGKey(0), images, text, text)["params"],
+                                    c)
+  ckpt = checkpointing.Checkpointer(workdir, async_save=False)
+  ckpt.save(0, {"params": params, "step": jnp.int32(0)}, {"index": 0},
+            checkpointing.make_meta(c, tok.to_bytes(), 0))
+  ckpt.wait()
+  ckpt.close()
