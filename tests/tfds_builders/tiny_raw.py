@@ -153,7 +153,7 @@ def write(root: str, layout: str = "flat") -> str:
   reports = os.path.join(root, "mimic-cxr-reports", "" if release else "files")
   for s, text in REPORTS.items():
     p = next(p for p, s2, *_ in IMAGES.values() if s2 == s)
-    _write(os.path.join(reports, f"p{p[:2]}", f"p{p}", f"s{s}.txt"), text, newline="")
+    _write(os.path.join(reports, f"p{p[:2]}", f"p{p}", f"s{s}.txt"), text)
 
   cig = os.path.join(root, "chest-imagenome-dataset-1.0.0" if release else "chest-imagenome",
                      "silver_dataset")
@@ -188,7 +188,7 @@ def write(root: str, layout: str = "flat") -> str:
       f"{S5},{P3},{S4},presence,is there edema?,no,test",
       f"{S5},{P3},{S4},difference,what has changed compared to the reference image?,"
       "nothing has changed.,test",
-      f"{S4},{P3},{S5},view,is this AP view?,yes,val",
+      f"{S2},{P1},{S1},view,is this AP view?,no,val",
   ]
   _write(os.path.join(vqa, "mimic_pair_questions" + (".csv")), "\n".join(rows) + "\n",
          newline="\r\n")
@@ -198,3 +198,17 @@ def write(root: str, layout: str = "flat") -> str:
     all_rows.append(f"{p},{s},,,,,,,,,,,,,,,{d},postero-anterior,{IMAGES[d][5]},21800506,1.0")
   _write(os.path.join(vqa, "mimic_all" + ext), "\n".join(all_rows) + "\n", gz=not release)
   return root
+
+
+def build(manual_dir: str, data_dir: str, name: str, config: str = "r128", **kwargs):
+  """Builds one dataset with the CLI's function; returns the builder."""
+  from tfds_builders import build as build_lib  # pylint: disable=import-outside-toplevel
+  kwargs.setdefault("workers", 1)
+  return build_lib.build(name, manual_dir=manual_dir, data_dir=data_dir, config=config, **kwargs)
+
+
+def read_all(builder, split: str) -> list[dict]:
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  source = tfds.data_source(builder.info.full_name.rsplit("/", 1)[0],
+                            data_dir=builder.data_dir_root, split=split)
+  return [source[i] for i in range(len(source))]
