@@ -2,8 +2,9 @@
 
 Accepted per dataset (first match wins, newest version folder first):
 `<manual>/<name>/`, `<manual>/<name>/<version>/`, `<manual>/<name>-<version>/`,
-`<manual>/<name>/<version>/<name>-<version>/` and the `wget -r` layout
-`<manual>/physionet.org/files/<name>/<version>/`, for every accepted name of the dataset.
+`<manual>/<name>/<version>/<alias>-<version>/` (an unzipped release inside a version folder) and
+the `wget -r` layout `<manual>/physionet.org/files/<name>/<version>/`, for every accepted name of
+the dataset.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def candidates(manual_dir: str, names: Sequence[str]) -> list[str]:
       out.append(base)
       for version in _versions(base):
         out.append(os.path.join(base, version))
-        out.append(os.path.join(base, version, f"{name}-{version}"))
+        out.extend(os.path.join(base, version, f"{alias}-{version}") for alias in names)
     if os.path.isdir(manual_dir):
       prefixed = [n for n in os.listdir(manual_dir)
                   if n.startswith(name + "-") and _VERSION.match(n[len(name) + 1:])]

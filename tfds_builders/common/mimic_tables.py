@@ -64,6 +64,8 @@ def parse_split(value: str, row: tables.Row, column: str, summary: BuildSummary)
     summary.bad("malformed_csv_row", f"{row.where()}: column {column}: unknown split {value!r}; "
                 f"expected one of {sorted(SPLIT_NAMES)}")
     return None
+  if key != "validation" and SPLIT_NAMES[key] == "validation":
+    summary.quirk(f"split name '{key}' read as validation")
   return SPLIT_NAMES[key]
 
 

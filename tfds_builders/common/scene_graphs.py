@@ -27,7 +27,6 @@ class SceneGraphStore:
   second `scene_graph/`) or `silver_dataset/scene_graph.zip`."""
 
   def __init__(self, silver_dir: str):
-    self.where = ""
     self._files: dict[str, str] = {}
     self._zip_path: Optional[str] = None
     self.layout = ""
@@ -40,14 +39,11 @@ class SceneGraphStore:
           m = _NAME.search(name)
           if m:
             self._files[m.group(1)] = os.path.join(root, name)
-      if any(os.sep + os.path.join("scene_graph", "scene_graph") + os.sep in p
-             for p in list(self._files.values())[:1]):
-        self.layout = "nested folder"
-      self.where = folder
+            if os.path.basename(root) == "scene_graph" and root != folder:
+              self.layout = "nested folder"
     if not self._files and os.path.isfile(zip_path):
       self.layout = "zip"
       self._zip_path = zip_path
-      self.where = zip_path
       try:
         with zipfile.ZipFile(zip_path) as zf:
           for name in zf.namelist():

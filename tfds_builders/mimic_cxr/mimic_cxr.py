@@ -124,6 +124,7 @@ class MimicCxr(builder_base.CxrBuilder):
     chexpert = mimic_tables.read_chexpert(jpg_root, summary)
     no_labels = {mimic_tables.feature_key(l): math.nan for l in mimic_tables.CHEXPERT_LABELS}
     plan: dict[str, list[Item]] = {"train": [], "validation": [], "test": []}
+    unlabelled = set()
     for dicom, subject, study, split in mimic_tables.read_split(jpg_root, summary):
       meta = metadata.get(dicom)
       if meta is None:
@@ -137,10 +138,11 @@ class MimicCxr(builder_base.CxrBuilder):
         continue
       labels = chexpert.get(study)
       if labels is None:
-        summary.quirk("studies missing from the CheXpert table (all labels NaN)")
+        unlabelled.add(study)
         labels = no_labels
       plan[split].append(Item(
           meta, layout.image_path(jpg_root, subject, study, dicom),
           layout.report_path(reports_dir, subject, study), labels))
+    summary.quirk("studies missing from the CheXpert table (all labels NaN)", len(unlabelled))
     summary.counts["images_in_split_table"] = sum(len(v) for v in plan.values())
     return plan

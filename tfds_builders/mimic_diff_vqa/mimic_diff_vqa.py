@@ -152,6 +152,8 @@ class MimicDiffVqa(builder_base.CxrBuilder):
         groups[key], info[key] = [], (subject, study_to_image[study][1], study_to_image[ref][1])
       elif groups[key][-1][3] != row.index - 1:
         summary.quirk("pairs whose questions are not consecutive rows")
+      if row["answer"].endswith(" "):
+        summary.quirk("answers with a trailing space (kept)")
       groups[key].append((row["question"], row["answer"], row["question_type"], row.index))
     plan: dict[str, list[Item]] = {"train": [], "validation": [], "test": []}
     for (study, ref, split), questions in groups.items():
