@@ -1,6 +1,5 @@
 """`mimic_cxr` round trips on the tiny raw set, its quirks and its bad-input errors."""
 
-import json
 import math
 import os
 
