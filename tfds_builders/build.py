@@ -2,7 +2,7 @@
 
   python -m tfds_builders.build mimic_cxr --manual_dir=/data/physionet --config=r224 \
       --data_dir=~/tensorflow_datasets [--skip_bad_examples] [--image_format png|jpeg] \
-      [--workers 8]
+      [--workers 8] [--max_examples_per_split N]
 
 Prints a progress bar and the build summary; the summary is also saved as
 `<data_dir>/<name>/<config>/<version>/build_summary.json`.
@@ -28,7 +28,8 @@ BUILDERS = {"mimic_cxr": MimicCxr, "chest_imagenome": ChestImagenome,
 
 def build(name: str, *, manual_dir: str, data_dir: str, config: str = "r224",
           image_format: str = "png", skip_bad_examples: bool = False,
-          workers: int | None = None) -> tfds.core.DatasetBuilder:
+          workers: int | None = None,
+          max_examples_per_split: int | None = None) -> tfds.core.DatasetBuilder:
   """Builds `name/config` (with `_jpeg` appended for JPEG) and returns the builder."""
   if name not in BUILDERS:
     raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(BUILDERS)}")
@@ -39,7 +40,7 @@ def build(name: str, *, manual_dir: str, data_dir: str, config: str = "r224",
   builder = BUILDERS[name](config=config_name, data_dir=os.path.expanduser(data_dir),
                            skip_bad_examples=skip_bad_examples, workers=workers)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=os.path.expanduser(manual_dir)))
+      manual_dir=os.path.expanduser(manual_dir), max_examples_per_split=max_examples_per_split))
   return builder
 
 
@@ -55,11 +56,14 @@ def main(argv: list[str] | None = None) -> int:
                       help="skip damaged examples and count them instead of failing")
   parser.add_argument("--workers", type=int, default=None,
                       help="image worker processes (default: min(8, cpu count))")
+  parser.add_argument("--max_examples_per_split", type=int, default=None,
+                      help="write at most this many examples per split (a quick trial build)")
   args = parser.parse_args(argv)
   try:
     builder = build(args.name, manual_dir=args.manual_dir, data_dir=args.data_dir,
                     config=args.config, image_format=args.image_format,
-                    skip_bad_examples=args.skip_bad_examples, workers=args.workers)
+                    skip_bad_examples=args.skip_bad_examples, workers=args.workers,
+                    max_examples_per_split=args.max_examples_per_split)
   except BadInputError as e:
     print(f"build failed: {e}", file=sys.stderr)
     return 1

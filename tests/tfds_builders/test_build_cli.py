@@ -36,3 +36,10 @@ def test_cli_reports_bad_input(tmp_path):
   assert result.returncode == 1
   assert "build failed: missing table mimic_all.csv.gz (or mimic_all.csv)" in result.stderr
   assert not os.path.exists(tmp_path / "out" / "mimic_diff_vqa" / "r128" / "1.0.0")
+
+
+def test_max_examples_per_split(tmp_path):
+  raw = tiny_raw.write(str(tmp_path / "raw"))
+  builder = tiny_raw.build(raw, str(tmp_path / "out"), "mimic_cxr", max_examples_per_split=1)
+  assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
+      "train": 1, "validation": 1, "test": 1}
