@@ -1,5 +1,7 @@
 """Report section parsing on MIMIC-CXR-style reports."""
 
+import os
+
 from tfds_builders.common import reports
 
 FULL = ("                                 FINAL REPORT\n"
@@ -56,3 +58,41 @@ def test_addendum_on_top_and_crlf():
 
 def test_no_headers_is_full_report():
   assert reports.split_sections("just text") == [("full report", "\njust text")]
+
+
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "raw", "reports")
+
+
+def _fixture(name):
+  return reports.parse_report(reports.read_report(os.path.join(FIXTURES, name)))
+
+
+def test_fixture_full_report():
+  r = _fixture("s50000101.txt")
+  assert r.findings.startswith("There is no focal consolidation, pleural effusion or pneumothorax. "
+                               "Bilateral nodular opacities")
+  assert r.findings.endswith("sixth and seventh ribs are noted.")
+  assert r.impression == "No acute cardiopulmonary process."
+  assert r.sections == ("preamble", "examination", "indication", "technique", "comparison",
+                        "findings", "impression")
+
+
+def test_fixture_addendum_misspelled_impression_empty_findings():
+  r = _fixture("s50000102.txt")
+  assert r.findings == ""
+  assert r.impression == ("Interval increase in moderate right pleural effusion with adjacent "
+                          "compressive atelectasis.")
+  assert "addendum" in r.sections and "findings" not in r.sections
+
+
+def test_fixture_sectionless_last_paragraph():
+  r = _fixture("s50000103.txt")
+  assert (r.findings, r.last_paragraph_used) == ("", True)
+  assert r.impression == ("A right internal jugular central venous catheter terminates in the mid "
+                          "SVC. No pneumothorax. Lungs are otherwise clear.")
+
+
+def test_fixture_wet_read_findings_and_impression_crlf():
+  r = _fixture("s50000104.txt")
+  assert r.impression == "Low lung volumes with bibasilar atelectasis. No definite consolidation."
+  assert r.sections[1] == "wet read"
