@@ -92,3 +92,30 @@ def test_missing_optional_keys_are_fine(tmp_path):
   builder = tiny_raw.build(raw, str(tmp_path / "out"), "chest_imagenome")
   ex = tiny_raw.read_all(builder, "validation")[0]
   assert ex["phrases"]["attributes"][0] == b"" and ex["view_position"] == b"PA"
+
+
+def _rewrite_jpg(raw, dicom, height, width):
+  subject, study = tiny_raw.IMAGES[dicom][:2]
+  path = os.path.join(raw, "mimic-cxr-jpg", "files", f"p{subject[:2]}", f"p{subject}",
+                      f"s{study}", f"{dicom}.jpg")
+  with open(path, "wb") as f:
+    f.write(tiny_raw._jpg(height, width))  # pylint: disable=protected-access
+  return path
+
+
+def test_resized_jpgs_keep_exact_boxes(tmp_path):
+  raw = tiny_raw.write(str(tmp_path / "raw"))
+  _rewrite_jpg(raw, tiny_raw.A, 120, 100)  # metadata says 60 x 50
+  builder = tiny_raw.build(raw, str(tmp_path / "out"), "chest_imagenome")
+  boxes = np.asarray(_by_dicom(builder, "train")[tiny_raw.A]["objects"]["bbox"])
+  np.testing.assert_allclose(boxes[0], [10 / 60, 1 / 6, 50 / 60, 0.5], atol=1e-6)
+  quirks = builder_base.read_summary(builder.data_dir)["quirks_handled"]
+  assert quirks["JPGs resized from the metadata's Rows x Columns (boxes still exact)"] == 1
+
+
+def test_jpg_shape_disagreeing_with_metadata(tmp_path):
+  raw = tiny_raw.write(str(tmp_path / "raw"))
+  path = _rewrite_jpg(raw, tiny_raw.A, 50, 50)
+  with pytest.raises(BadInputError, match=rf"{path}: image is 50x50 but metadata Rows x Columns "
+                     "is 60x50"):
+    tiny_raw.build(raw, str(tmp_path / "out"), "chest_imagenome")

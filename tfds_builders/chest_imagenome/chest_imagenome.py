@@ -1,8 +1,9 @@
 """TFDS builder `chest_imagenome`: one record per frontal image with a silver scene graph.
 
-Boxes come from the original-pixel coordinates when a scene graph object has them (exact),
-else from the 224 canvas; both land in the same letterboxed frame. Boxes are clipped to the
-frame; a box empty after clipping is dropped with its phrases (counted).
+Boxes come from the original-pixel coordinates (with the metadata Rows x Columns, so resized JPG
+copies still map exactly) when a scene graph object has them, else from the 224 canvas; both land
+in the same letterboxed frame. Boxes are clipped to the frame; a box empty after clipping is
+dropped with its phrases (counted).
 
 `phrases/attributes` is one Text per phrase: its raw attribute strings joined by `;`
 (e.g. `anatomicalfinding|yes|pleural effusion;nlp|yes|abnormal`, '' for none).
@@ -44,6 +45,7 @@ class Item:
   image_path: str
   report_path: Optional[str]
   graph: scene_graphs.GraphLocation
+  original_size: tuple[int, int]  # metadata (Rows, Columns); (0, 0) when unknown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +77,10 @@ def load(item: Item, size: int, image_format: str) -> Loaded:
 
 
 def frame_box(obj: RawObject, height: int, width: int) -> tuple[float, float, float, float]:
-  """The object's (ymin, xmin, ymax, xmax) in the letterboxed frame, unclipped."""
+  """The object's (ymin, xmin, ymax, xmax) in the letterboxed frame, unclipped.
+
+  height, width: the size the original-pixel coordinates refer to (the DICOM's Rows, Columns).
+  """
   if obj.box_original is not None:
     return letterbox.original_to_frame(obj.box_original, height, width)
   return letterbox.canvas224_to_frame(obj.box_224)
@@ -90,9 +95,19 @@ def make_example(item: Item, loaded: Loaded, summary: BuildSummary):
     return None
   if item.report_path and not loaded.report:
     summary.quirk("images whose report was not found (report = '')")
+  height, width = item.original_size
+  if not (height and width):
+    height, width = loaded.image.height, loaded.image.width
+  elif abs(height * loaded.image.width - width * loaded.image.height) > max(height, width):
+    # A resized copy keeps the aspect ratio, and boxes still map; a different shape would not.
+    summary.bad("image_size_mismatch", f"{item.image_path}: image is {loaded.image.height}x"
+                f"{loaded.image.width} but metadata Rows x Columns is {height}x{width}")
+    return None
+  elif (height, width) != (loaded.image.height, loaded.image.width):
+    summary.quirk("JPGs resized from the metadata's Rows x Columns (boxes still exact)")
   boxes = {}
   for obj in loaded.objects:
-    raw = frame_box(obj, loaded.image.height, loaded.image.width)
+    raw = frame_box(obj, height, width)
     clipped = letterbox.clip_box(raw)
     if clipped is None:
       summary.quirk("boxes empty after clipping (dropped)")
@@ -197,6 +212,7 @@ class ChestImagenome(builder_base.CxrBuilder):
     reports_dir = layout.reports_root(manual_dir, required=False)
     if reports_dir is None:
       summary.quirk("no MIMIC-CXR reports under manual_dir (report = '')")
+    metadata = mimic_tables.read_metadata(jpg_root, summary)
     root = layout.chest_imagenome_root(manual_dir)
     store = scene_graphs.SceneGraphStore(os.path.join(root, "silver_dataset"))
     summary.counts["scene_graph_layout"] = store.layout
@@ -213,6 +229,10 @@ class ChestImagenome(builder_base.CxrBuilder):
         image_path = (os.path.join(jpg_root, relative) if relative else
                       layout.image_path(jpg_root, subject, study, dicom))
         report_path = (layout.report_path(reports_dir, subject, study) if reports_dir else None)
+        meta = metadata.get(dicom)
+        if meta is None:
+          summary.quirk("images missing from the MIMIC metadata table (size from the JPG)")
+        size = (meta.rows, meta.columns) if meta else (0, 0)
         plan[split].append(Item(dicom, subject, study, view, image_path, report_path,
-                                store.locate(dicom)))
+                                store.locate(dicom), size))
     return plan

@@ -77,6 +77,15 @@ class ImageMeta:
   view_position: str
   study_datetime: str
   view_code: str
+  rows: int  # DICOM height in pixels, 0 when the table lacks it
+  columns: int  # DICOM width in pixels, 0 when the table lacks it
+
+
+def _size(value: str) -> int:
+  try:
+    return max(0, int(float(value)))
+  except ValueError:
+    return 0
 
 
 def _study_datetime(row: tables.Row, summary: BuildSummary) -> Optional[str]:
@@ -109,7 +118,7 @@ def read_metadata(jpg_root: str, summary: BuildSummary) -> dict[str, ImageMeta]:
   out = {}
   for row in tables.read_table(
       path, ("dicom_id", "subject_id", "study_id", "StudyDate", "StudyTime"), summary,
-      optional=("ViewPosition", "ViewCodeSequence_CodeMeaning")):
+      optional=("ViewPosition", "ViewCodeSequence_CodeMeaning", "Rows", "Columns")):
     dicom = parse_dicom_id(row["dicom_id"], row, "dicom_id", summary)
     subject = parse_id(row["subject_id"], "p", row, "subject_id", summary)
     study = parse_id(row["study_id"], "s", row, "study_id", summary)
@@ -120,7 +129,8 @@ def read_metadata(jpg_root: str, summary: BuildSummary) -> dict[str, ImageMeta]:
     if not view:
       summary.quirk("images without ViewPosition")
     out[dicom] = ImageMeta(dicom, subject, study, view, when,
-                           row.get("ViewCodeSequence_CodeMeaning", "").strip())
+                           row.get("ViewCodeSequence_CodeMeaning", "").strip(),
+                           _size(row.get("Rows", "")), _size(row.get("Columns", "")))
   return out
 
 
