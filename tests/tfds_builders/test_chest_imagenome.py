@@ -119,3 +119,17 @@ def test_jpg_shape_disagreeing_with_metadata(tmp_path):
   with pytest.raises(BadInputError, match=rf"{path}: image is 50x50 but metadata Rows x Columns "
                      "is 60x50"):
     tiny_raw.build(raw, str(tmp_path / "out"), "chest_imagenome")
+
+
+def test_missing_report_is_empty_unreadable_report_fails(tmp_path):
+  raw = tiny_raw.write(str(tmp_path / "raw"))
+  reports = os.path.join(raw, "mimic-cxr-reports", "files", "p10", "p10000001")
+  os.remove(os.path.join(reports, "s50000001.txt"))
+  builder = tiny_raw.build(raw, str(tmp_path / "out"), "chest_imagenome")
+  assert _by_dicom(builder, "train")[tiny_raw.A]["report"] == b""
+  assert builder_base.read_summary(builder.data_dir)["quirks_handled"][
+      "images whose report was not found (report = '')"] == 1
+  with open(os.path.join(reports, "s50000002.txt"), "wb") as f:
+    f.write(b"\xff\xfe\xfa not utf-8")
+  with pytest.raises(BadInputError, match=r"s50000002\.txt: cannot read report"):
+    tiny_raw.build(raw, str(tmp_path / "out2"), "chest_imagenome")

@@ -27,7 +27,7 @@ from tfds_builders.common import tables
 from tfds_builders.common.issues import BadInputError, BuildSummary
 from tfds_builders.common import scene_graphs
 from tfds_builders.common.scene_graphs import RawObject, RawPhrase
-from tfds_builders.mimic_cxr.mimic_cxr import load_report
+from tfds_builders.mimic_cxr.mimic_cxr import MISSING_REPORT, load_report
 
 # TFDS cannot serialise a sequence inside a sequence without TensorFlow, so a phrase's
 # `category|relation|label` strings are stored joined by this separator (never inside a label).
@@ -56,11 +56,12 @@ class Loaded:
   phrases: list[RawPhrase]
   view_position: str
   graph_error: str
+  report_error: str = ""
 
 
 def load(item: Item, size: int, image_format: str) -> Loaded:
   """Worker side: the scene graph, the report and the letterboxed image of one item."""
-  text = load_report(item.report_path)[0] if item.report_path else None
+  text, report_error = load_report(item.report_path) if item.report_path else (None, "")
   image = images.load_letterboxed(item.image_path, size, image_format)
   try:
     graph = scene_graphs.load_graph(item.graph)
@@ -73,7 +74,7 @@ def load(item: Item, size: int, image_format: str) -> Loaded:
   except BadInputError as e:
     return Loaded(image, "", [], [], "", str(e))
   view = item.view_position or str(graph.get("viewpoint") or "")
-  return Loaded(image, text or "", objects, phrases, view, "")
+  return Loaded(image, text or "", objects, phrases, view, "", report_error)
 
 
 def frame_box(obj: RawObject, height: int, width: int) -> tuple[float, float, float, float]:
@@ -93,8 +94,11 @@ def make_example(item: Item, loaded: Loaded, summary: BuildSummary):
   if loaded.image.error:
     summary.bad("unreadable_image", f"{item.image_path}: {loaded.image.error}")
     return None
-  if item.report_path and not loaded.report:
+  if loaded.report_error == MISSING_REPORT:
     summary.quirk("images whose report was not found (report = '')")
+  elif loaded.report_error:
+    summary.bad("unreadable_report", f"{item.report_path}: {loaded.report_error}")
+    return None
   height, width = item.original_size
   if not (height and width):
     height, width = loaded.image.height, loaded.image.width
@@ -113,7 +117,7 @@ def make_example(item: Item, loaded: Loaded, summary: BuildSummary):
       summary.quirk("boxes empty after clipping (dropped)")
       continue
     if clipped != tuple(raw):
-      summary.quirk("boxes partly outside the image (clipped)")
+      summary.quirk("boxes partly outside the frame (clipped)")
     boxes.setdefault(obj.bbox_name, clipped)
   objects = [{"bbox_name": name, "bbox": tfds.features.BBox(*box)} for name, box in boxes.items()]
   phrases, phrased = [], set()

@@ -34,12 +34,15 @@ class Loaded:
   report_error: str
 
 
+MISSING_REPORT = "report file does not exist"
+
+
 def load_report(path: str) -> tuple[Optional[str], str]:
   """(text, '') or (None, error) for one report file."""
   try:
     return reports.read_report(path), ""
   except FileNotFoundError:
-    return None, "report file does not exist"
+    return None, MISSING_REPORT
   except (OSError, UnicodeDecodeError) as e:
     return None, f"cannot read report: {e}"
 
