@@ -55,13 +55,13 @@ def load(item: Item, size: int, image_format: str) -> Loaded:
 def count_sections(report: reports.Report, summary: BuildSummary) -> None:
   has_f, has_i = bool(report.findings), "impression" in report.sections
   if report.last_paragraph_used:
-    summary.quirk("reports with neither section (last paragraph used as impression)")
+    summary.quirk("images whose report has neither section (last paragraph used as impression)")
   elif not report.findings and not report.impression:
-    summary.quirk("reports with neither section nor a last paragraph")
+    summary.quirk("images whose report has neither section nor a last paragraph")
   elif has_i and not has_f:
-    summary.quirk("reports with an impression only")
+    summary.quirk("images whose report has an impression only")
   elif has_f and not has_i:
-    summary.quirk("reports with findings only")
+    summary.quirk("images whose report has findings only")
 
 
 def make_example(item: Item, loaded: Loaded, summary: BuildSummary):
