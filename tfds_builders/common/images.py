@@ -89,7 +89,9 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int, tota
         yield fn(item)
         bar.update()
       return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    # forkserver, not fork: the caller may be multithreaded (JAX, grain), and a fork copies held
+    # locks. Workers import what they unpickle, so the first chunk starts a little later.
+    with multiprocessing.get_context("forkserver").Pool(workers) as pool:
       for result in pool.imap(fn, items, chunksize=chunksize):
         yield result
         bar.update()
