@@ -116,6 +116,14 @@ def _place(value: np.ndarray, like: jax.Array) -> jax.Array:
   return jax.make_array_from_callback(value.shape, sharding, lambda idx: value[idx])
 
 
+def _to_host(tree: Any) -> Any:
+  """Numpy copies of possibly sharded arrays (gathered from every process on multi-host)."""
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree)
+
+
 def load_pretrained(params: Mapping[str, Any], config: Any) -> dict[str, Any]:
   """Replaces params['encoder'] (and params['lm'] where the decoder matches) with loaded values.
 
@@ -139,7 +147,7 @@ def load_pretrained(params: Mapping[str, Any], config: Any) -> dict[str, Any]:
     from locvqa_jax import checkpointing  # pylint: disable=g-import-not-at-top
     from locvqa_jax.models import diff_vqa  # pylint: disable=g-import-not-at-top
     _, pre = checkpointing.load_params(spec.path, spec.step)
-    lm, report = diff_vqa.lm_params_from_cappa(jax.device_get(params["lm"]), pre["decoder"])
+    lm, report = diff_vqa.lm_params_from_cappa(_to_host(params["lm"]), pre["decoder"])
     params["lm"] = jax.tree.map(_place, lm, params["lm"])
     logging.info("language model: %d tensors from the pretraining decoder, %d kept at init (%s)",
                  len(report["copied"]), len(report["kept"]), ", ".join(report["kept"][:6]))
