@@ -102,6 +102,7 @@ def get_config(arg=None):
   c.input.question_types = tuple(t for t in arg.question_types.split("+") if t)
   c.input.batch_size = 16 if paper else 64
   c.input.features = dict(enabled=cached, dir="auto", dtype="float32", batch_size=32)
+  c.input.trim_bucket = 32  # Cut padding per batch (vqa_source.trim_text); 0: fixed text_len.
   max_decode_len = c.input.max_answer_len + 1  # The longest answer and its eos.
 
   # Model (locvqa_jax/models/diff_vqa.py).

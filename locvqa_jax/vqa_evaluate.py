@@ -97,8 +97,8 @@ def predict_split(run: Run, split: str, *, batch_size: int = 0, beam_size: int =
       run.model, max_decode_len=config.input.max_answer_len + 1, beam_size=beam_size,
       length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size)
   records = vqa_source.open_records(config, split) if records is None else records
-  batches = vqa_source.loader(config, run.tok, split=split, global_batch_size=batch_size,
-                              train=False, records=records)
+  batches = vqa_source.maybe_trim(config, vqa_source.loader(
+      config, run.tok, split=split, global_batch_size=batch_size, train=False, records=records))
   rows = vqa_source.questions_by_row(records)
   preds = vqa_predict.predict(decoder, params, batches, run.tok, mesh=mesh, limit=max_batches,
                               progress=progress)

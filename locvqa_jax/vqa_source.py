@@ -11,7 +11,10 @@ row_index, valid) with the image pair in one array, which is what diff_vqa.Model
          question type.
 
 Training reads config.input.question_types (empty: all); evaluation always reads every type so
-all are reported.
+all are reported. With config.input.trim_bucket = k > 0 (single process), text, mask_ar and
+mask_loss are cut after the batch's longest row, rounded up to a multiple of k: answers average
+a fifth of text_len, and padding only costs (the model ignores padded keys, so the loss is the
+same); the jitted step then compiles once per width.
 """
 
 from __future__ import annotations
@@ -117,13 +120,51 @@ def loader(config: Any, tok: Any, *, split: str, global_batch_size: int, train: 
                               shard_options=shard_options)
 
 
+def trim_text(batch: dict[str, np.ndarray], bucket: int) -> dict[str, np.ndarray]:
+  """Cuts the [B, L] text arrays after the longest row, rounded up to a multiple of bucket."""
+  longest = int((batch["text"] != 0).sum(1).max())
+  width = min(batch["text"].shape[1], -(-longest // bucket) * bucket)
+  return {k: v[:, :width] if k in ("text", "mask_ar", "mask_loss") else v
+          for k, v in batch.items()}
+
+
+class _Trimmed:
+  """A batch iterator (or re-iterable) with `trim_text` applied; keeps get_state/set_state."""
+
+  def __init__(self, inner: Any, bucket: int):
+    self._inner, self._bucket = inner, bucket
+
+  def __iter__(self):
+    if hasattr(self._inner, "__next__"):
+      return self
+    return (trim_text(b, self._bucket) for b in self._inner)
+
+  def __next__(self):
+    return trim_text(next(self._inner), self._bucket)
+
+  def get_state(self):
+    return self._inner.get_state()
+
+  def set_state(self, state):
+    self._inner.set_state(state)
+
+
+def maybe_trim(config: Any, batches: Any) -> Any:
+  import jax  # pylint: disable=g-import-not-at-top
+  bucket = int(config.input.get("trim_bucket", 0))
+  # Every process must cut to the same width; that would need a collective per batch.
+  return _Trimmed(batches, bucket) if bucket > 0 and jax.process_count() == 1 else batches
+
+
 def train_iterator(config: Any, tokenizer: Any, *, global_batch_size: int, seed: int) -> Any:
-  return iter(loader(config, tokenizer, split="train", global_batch_size=global_batch_size,
-                     train=True, seed=seed))
+  return maybe_trim(config, iter(loader(config, tokenizer, split="train",
+                                         global_batch_size=global_batch_size, train=True,
+                                         seed=seed)))
 
 
 def eval_batches(config: Any, tokenizer: Any, *, split: str, global_batch_size: int) -> Any:
-  return loader(config, tokenizer, split=split, global_batch_size=global_batch_size, train=False)
+  return maybe_trim(config, loader(config, tokenizer, split=split,
+                                    global_batch_size=global_batch_size, train=False))
 
 
 def questions_by_row(records: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:

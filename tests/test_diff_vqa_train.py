@@ -120,3 +120,16 @@ def test_loss_only_on_answer_and_eos(pretrain, tmp_path):
     manual.append(-float(jnp.mean(logp[r, pos, text[r, 1:][pos]])))
   assert float(loss) == pytest.approx(np.mean(manual), rel=1e-5)
   assert aux["count_per_task"].sum() == 8
+
+
+def test_trim_text_cuts_padding_only():
+  text = np.zeros((2, 140), np.int32)
+  text[0, :20] = 5
+  text[1, :40] = 6
+  batch = {"text": text, "mask_ar": text > 0, "mask_loss": text > 0, "row_index": np.arange(2)}
+  out = vqa_source.trim_text(batch, 32)
+  assert out["text"].shape == (2, 64) and out["mask_loss"].shape == (2, 64)
+  np.testing.assert_array_equal(out["text"], text[:, :64])
+  assert out["row_index"] is batch["row_index"]
+  assert vqa_source.trim_text({"text": np.ones((1, 140), np.int32), "mask_ar": text[:1],
+                               "mask_loss": text[:1]}, 32)["text"].shape == (1, 140)

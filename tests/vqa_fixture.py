@@ -66,13 +66,15 @@ def build_tokenizer(config):
 
 
 def train_iterator(config, tok, *, global_batch_size, seed):
-  return iter(vqa_source.loader(config, tok, split="train", global_batch_size=global_batch_size,
-                                train=True, seed=seed, records=records("train")))
+  return vqa_source.maybe_trim(config, iter(vqa_source.loader(
+      config, tok, split="train", global_batch_size=global_batch_size, train=True, seed=seed,
+      records=records("train"))))
 
 
 def eval_batches(config, tok, *, split, global_batch_size):
-  return vqa_source.loader(config, tok, split=split, global_batch_size=global_batch_size,
-                           train=False, records=records(split))
+  return vqa_source.maybe_trim(config, vqa_source.loader(
+      config, tok, split=split, global_batch_size=global_batch_size, train=False,
+      records=records(split)))
 
 
 def make_pretrain_workdir(workdir: str, step: int = 5) -> dict:
