@@ -1,0 +1,275 @@
+"""Grain pipelines: batch contract, determinism, sharding, eval pass, resume, mixture, leakage."""
+
+import io
+
+import grain.python as grain
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from locvqa_jax import tokenizer as tokenizer_lib
+from locvqa_jax.data import pipeline
+from locvqa_jax.data import tasks
+from locvqa_jax.data import vqa_inputs
+
+RES = 32
+BOX_NAMES = ("right lung", "left lung", "trachea", "cardiac silhouette")
+BOXES = np.array([[0.2, 0.1, 0.8, 0.45], [0.2, 0.55, 0.8, 0.9], [0.05, 0.45, 0.3, 0.55],
+                  [0.45, 0.35, 0.8, 0.7]], np.float32)
+PHRASES = ("small left pleural effusion.", "no pneumothorax.", "mild cardiomegaly.")
+
+
+def _image(value):
+  return np.full((RES, RES, 1), value, np.uint8)
+
+
+def imagenome_records(n, offset=0):
+  """Lists shaped like tfds.data_source's chest_imagenome records; image value = 5 * index."""
+  out = []
+  for i in range(n):
+    k = 1 + i % 3
+    out.append({
+        "image": _image(5 * (i + offset)), "dicom_id": f"d{i + offset}".encode(),
+        "study_id": str(1000 + i + offset).encode(), "view_position": b"PA",
+        "objects": {"bbox_name": [n.encode() for n in BOX_NAMES], "bbox": list(BOXES)},
+        "phrases": {"text": [PHRASES[j % 3].encode() for j in range(k)],
+                    "bbox_name": [BOX_NAMES[1 + j % 3].encode() for j in range(k)],
+                    "bbox": [BOXES[1 + j % 3] for j in range(k)]},
+        "report": b" FINDINGS: Small left pleural effusion.\n IMPRESSION: No pneumothorax.\n",
+    })
+  return out
+
+
+def mimic_records(n):
+  """mimic_cxr-like records: two frontal images without scene graph per three, one lateral."""
+  return [{"image": _image(200), "dicom_id": f"m{i}".encode(), "study_id": str(5000 + i).encode(),
+           "view_position": b"LATERAL" if i % 3 == 2 else b"AP",
+           "findings": b"Heart size is normal.", "impression": b"No acute process.",
+           "report": b"..."} for i in range(n)]
+
+
+def vqa_records(n):
+  types = vqa_inputs.QUESTION_TYPES
+  return [{"main_image": _image(100), "ref_image": _image(100), "study_id": str(7000 + i).encode(),
+           "ref_id": str(8000 + i).encode(),
+           "questions": {"question": [b"is there pneumothorax?", b"what has changed?"],
+                         "answer": [b"no", b"the main image is missing the finding of edema. "],
+                         "question_type": [types[1].encode(), types[6].encode()],
+                         "row_index": [np.int64(2 * i), np.int64(2 * i + 1)]}}
+          for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def tok():
+  corpus = list(PHRASES) + ["heart size is normal.", "no acute process.", "is there edema?",
+                            "what has changed?", "the main image is missing the finding of edema."]
+  return tokenizer_lib.train_tokenizer(corpus * 20, vocab_size=2000)
+
+
+@pytest.fixture
+def cfg():
+  c = tasks.pretrain_input_config()
+  c.text_len = 64
+  c.max_caption_len = 40
+  return c
+
+
+def _take(loader, n):
+  it = iter(loader)
+  return [next(it) for _ in range(n)]
+
+
+def _assert_equal_batches(a, b):
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    assert x.keys() == y.keys()
+    for k in x:
+      np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+
+
+def test_batch_contract(tok, cfg):
+  loader = pipeline.pretrain_loader(cfg, tok, split="train", global_batch_size=8, train=True,
+                                    sources={"chest_imagenome": imagenome_records(12),
+                                             "mimic_cxr": mimic_records(6)},
+                                    excluded_studies=set())
+  batch = _take(loader, 1)[0]
+  want = {"image": ((8, RES, RES, 1), np.float32), "text": ((8, 64), np.int32),
+          "mask_ar": ((8, 64), np.int32), "mask_loss": ((8, 64), np.int32),
+          "task_id": ((8,), np.int32), "box": ((8, 4), np.float32), "region_id": ((8,), np.int32)}
+  assert {k: (v.shape, v.dtype) for k, v in batch.items()} == want
+  assert batch["image"].min() >= -1 and batch["image"].max() <= 1
+  assert (batch["text"][:, 0] == tokenizer_lib.BOS_ID).all()
+  np.testing.assert_array_equal(batch["mask_ar"], batch["mask_loss"])
+  for row in range(8):
+    n = int((batch["text"][row] > 0).sum())
+    assert batch["text"][row, n - 1] == tokenizer_lib.EOS_ID and batch["mask_loss"][row, n - 1]
+    is_cap = batch["task_id"][row] == 0
+    assert (batch["region_id"][row] == -1) == is_cap
+    assert (batch["box"][row] == 0).all() == is_cap
+    if not is_cap:  # the box in the text is the truth box
+      np.testing.assert_allclose(tok.parse_box(batch["text"][row]), batch["box"][row],
+                                 atol=1 / 2046 + 1e-6)
+
+
+def test_determinism_for_a_seed(tok, cfg):
+  def run(seed):
+    return _take(pipeline.pretrain_loader(
+        cfg, tok, split="train", global_batch_size=4, train=True, seed=seed,
+        sources={"chest_imagenome": imagenome_records(10)}, excluded_studies=set()), 4)
+  first = run(3)
+  _assert_equal_batches(first, run(3))
+  assert not all(np.array_equal(a["image"], b["image"]) for a, b in zip(first, run(4)))
+
+
+def _record_ids(batches):
+  """Record index of every example (images are 5 * index; augmentation off)."""
+  return [int(round((v + 1) * 127.5 / 5)) for b in batches for v in b["image"][:, 0, 0, 0]]
+
+
+def test_sharding_two_processes_disjoint(tok, cfg):
+  cfg.augment.enabled = False
+  records = imagenome_records(16)
+  seen = []
+  for shard in range(2):
+    loader = pipeline.pretrain_loader(
+        cfg, tok, split="train", global_batch_size=4, train=True, seed=0,
+        sources={"chest_imagenome": records}, excluded_studies=set(),
+        shard_options=grain.ShardOptions(shard_index=shard, shard_count=2, drop_remainder=True))
+    batches = _take(loader, 4)  # 4 batches of 2 = one epoch of this shard's 8 records
+    assert batches[0]["image"].shape[0] == 2
+    seen.append(set(_record_ids(batches)))
+    assert len(seen[-1]) == 8
+  assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(16))
+
+
+def test_eval_single_pass_padded(tok, cfg):
+  cfg.tasks_per_image = "all"
+  loader = pipeline.pretrain_loader(cfg, tok, split="validation", global_batch_size=8,
+                                    train=False, sources={"chest_imagenome": imagenome_records(5)},
+                                    excluded_studies=set())
+  batches = list(loader)
+  assert len(batches) == 3  # 20 examples (5 images x 4 tasks) in batches of 8, last padded
+  assert sum(int(b["valid"].sum()) for b in batches) == 20
+  valid = np.concatenate([b["valid"] for b in batches]).astype(bool)
+  task_ids = np.concatenate([b["task_id"] for b in batches])[valid]
+  assert np.bincount(task_ids).tolist() == [5, 5, 5, 5]
+  ids = np.array(_record_ids(batches))[valid]
+  assert sorted(ids.tolist()) == sorted(list(range(5)) * 4)
+
+
+def test_resume_from_state(tok, cfg):
+  def make():
+    return pipeline.pretrain_loader(cfg, tok, split="train", global_batch_size=4, train=True,
+                                    seed=7, sources={"chest_imagenome": imagenome_records(9)},
+                                    excluded_studies=set())
+  it = iter(make())
+  for _ in range(3):
+    next(it)
+  state = it.get_state()
+  reference = [next(it) for _ in range(4)]  # crosses an epoch boundary (9 records)
+  restored = iter(make())
+  restored.set_state(state)
+  _assert_equal_batches(reference, [next(restored) for _ in range(4)])
+
+
+def test_resume_through_orbax(tok, cfg, tmp_path):
+  import orbax.checkpoint as ocp
+  import grain as grain_top
+  def make():
+    return iter(pipeline.pretrain_loader(
+        cfg, tok, split="train", global_batch_size=2, train=True, seed=1,
+        sources={"chest_imagenome": imagenome_records(6)}, excluded_studies=set()))
+  it = make()
+  next(it)
+  next(it)
+  with ocp.CheckpointManager(tmp_path / "ckpt", item_names=("data_iter",)) as mgr:
+    mgr.save(2, args=ocp.args.Composite(data_iter=grain_top.checkpoint.CheckpointSave(it)))
+    mgr.wait_until_finished()
+    reference = [next(it) for _ in range(3)]
+    restored = make()
+    mgr.restore(2, args=ocp.args.Composite(
+        data_iter=grain_top.checkpoint.CheckpointRestore(restored)))
+  _assert_equal_batches(reference, [next(restored) for _ in range(3)])
+
+
+def test_mixture_weights(tok, cfg):
+  cfg.task_weights = (1.0, 0.0, 0.0, 3.0)
+  cfg.augment.enabled = False
+  index = pipeline.build_pretrain_index({"chest_imagenome": imagenome_records(4)}, cfg)
+  transform = pipeline.PretrainTransform(tok, cfg, train=True)
+  counts = np.zeros(4, int)
+  for k in range(800):
+    counts[transform.random_map(index[k % len(index)], np.random.default_rng(k))["task_id"]] += 1
+  assert counts[1] == counts[2] == 0
+  assert 0.2 < counts[0] / 800 < 0.3
+
+
+def test_all_tasks_per_image_and_cap_only_sources(tok, cfg):
+  cfg.tasks_per_image = "all"
+  index = pipeline.build_pretrain_index({"chest_imagenome": imagenome_records(3),
+                                         "mimic_cxr": mimic_records(6)}, cfg)
+  # 3 scene-graph images x 4 tasks + 4 frontal MIMIC-CXR images x CAP (laterals skipped)
+  assert index.num_real == 3 * 4 + 4
+  cfg.tasks = ("aref", "caref")
+  cfg.task_weights = (1.0, 1.0)
+  index = pipeline.build_pretrain_index({"chest_imagenome": imagenome_records(3),
+                                         "mimic_cxr": mimic_records(6)}, cfg)
+  assert index.num_real == 3 * 2
+
+
+def test_leakage_filter(tok, cfg, capsys):
+  records = imagenome_records(6)
+  excluded = {"1001", "1004", "5000"}
+  index = pipeline.build_pretrain_index({"chest_imagenome": records,
+                                         "mimic_cxr": mimic_records(3)}, cfg, excluded)
+  out = capsys.readouterr().out
+  assert "leaky studies dropped=3" in out and "images dropped=3" in out
+  studies = {tasks.as_str(index[k]["record"]["study_id"]) for k in range(len(index))}
+  assert not studies & excluded and len(studies) == 4 + 1
+
+
+def test_vqa_pipeline(tok):
+  cfg = vqa_inputs.vqa_input_config()
+  cfg.text_len = 48
+  records = vqa_records(5)
+  loader = vqa_inputs.vqa_loader(cfg, tok, split="train", global_batch_size=4, train=True,
+                                 records=records)
+  batch = _take(loader, 1)[0]
+  assert batch["ref_image"].shape == batch["main_image"].shape == (4, RES, RES, 1)
+  assert batch["text"].shape == (4, 48) and batch["row_index"].dtype == np.int64
+  # Same stored image on both sides: independent augmentation makes them differ.
+  assert not np.array_equal(batch["ref_image"], batch["main_image"])
+  for row in range(4):
+    k = int(batch["row_index"][row]) % 2
+    q, a = records[0]["questions"]["question"][k], records[0]["questions"]["answer"][k]
+    qi, ai = tok.encode(q.decode()), tok.encode(a.decode())
+    n = 1 + len(qi) + len(ai) + 1
+    assert batch["text"][row, :n].tolist() == [2, *qi, *ai, 1]
+    assert batch["mask_loss"][row].tolist() == [0] * (1 + len(qi)) + [1] * (len(ai) + 1) + [0] * (
+        48 - n)
+    assert batch["question_type"][row] == (1 if k == 0 else 6)
+  cfg.question_types = ("difference",)
+  cfg.augment.enabled = False
+  batches = list(vqa_inputs.vqa_loader(cfg, tok, split="test", global_batch_size=2, train=False,
+                                       records=records))
+  valid = np.concatenate([b["valid"] for b in batches]).astype(bool)
+  rows = np.concatenate([b["row_index"] for b in batches])[valid]
+  assert sorted(rows.tolist()) == [1, 3, 5, 7, 9]
+  assert (np.concatenate([b["question_type"] for b in batches]) == 6).all()
+  with pytest.raises(ValueError, match="unknown \\['diff'\\]"):
+    vqa_inputs.build_vqa_index(records, ("diff",))
+
+
+def test_bad_config_errors(tok, cfg):
+  cfg.task_weights = (1.0, 1.0)
+  with pytest.raises(ValueError, match="one non-negative weight per task"):
+    pipeline.build_pretrain_index({"chest_imagenome": imagenome_records(2)}, cfg)
+  cfg.task_weights = (1.0,) * 4
+  with pytest.raises(ValueError, match="not divisible by the 2 data shards"):
+    pipeline.pretrain_loader(cfg, tok, split="train", global_batch_size=3, train=True,
+                             sources={"chest_imagenome": imagenome_records(4)},
+                             excluded_studies=set(), shard_options=grain.ShardOptions(0, 2))
+  with pytest.raises(ValueError, match="the index is empty"):
+    pipeline.build_pretrain_index({"chest_imagenome": imagenome_records(2)}, cfg,
+                                  {"1000", "1001"})
