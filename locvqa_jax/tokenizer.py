@@ -181,14 +181,15 @@ def train_tokenizer(sentences: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SI
 
 def corpus_from_datasets(data_dir: str, config: str, *,
                          drop_vqa_eval_studies: bool = True) -> Iterator[str]:
-  """Training-split text of the built datasets: reports, region phrases, VQA questions/answers.
+  """Training-split text of the built datasets: the CAP text of each MIMIC-CXR study (findings +
+  impression), Chest ImaGenome region phrases, VQA questions and answers.
 
   Studies of the VQA validation/test splits are left out unless `drop_vqa_eval_studies=False`.
   Datasets that are not built under `data_dir` are skipped with a message.
   """
   from locvqa_jax.data import tasks  # pylint: disable=g-import-not-at-top
   excluded = tasks.vqa_eval_study_ids(data_dir, config) if drop_vqa_eval_studies else set()
-  counts = {}
+  counts, reports_seen = {}, set()
   for name, record in tasks.iter_text_records(data_dir, config, "train"):
     study = tasks.as_str(record.get("study_id", b""))
     if name != "mimic_diff_vqa" and study in excluded:
@@ -196,7 +197,9 @@ def corpus_from_datasets(data_dir: str, config: str, *,
       continue
     counts[name] = counts.get(name, 0) + 1
     if name == "mimic_cxr":
-      yield tasks.as_str(record["report"])
+      if study not in reports_seen:  # the images of a study share one report
+        reports_seen.add(study)
+        yield tasks.cap_text(record)
     elif name == "chest_imagenome":
       yield from (tasks.as_str(t) for t in record["phrases"]["text"])
     else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import zlib
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from absl import flags
 import grain.python as grain
 import numpy as np
 
@@ -91,6 +92,10 @@ def make_loader(source: IndexedSource, operations: Sequence[Any], *, global_batc
   sampler = grain.IndexSampler(num_records=len(source), shard_options=shard_options,
                                shuffle=train, num_epochs=None if train else 1, seed=seed)
   ops = list(operations) + [grain.Batch(batch_size=batch, drop_remainder=train)]
+  if worker_count and not flags.FLAGS.is_parsed():
+    # grain 0.2.18 reads an absl flag when it starts workers and fails in programs that do not
+    # parse absl flags (google/grain#1355); the flag defaults are what we want.
+    flags.FLAGS.mark_as_parsed()
   return grain.DataLoader(data_source=source, sampler=sampler, operations=ops,
                           worker_count=worker_count, worker_buffer_size=worker_buffer_size,
                           shard_options=shard_options)

@@ -18,6 +18,7 @@ region names, the phrase rules, reading the built datasets' text, and the VQA le
 
 from __future__ import annotations
 
+import os
 import re
 import string
 from typing import Any, Iterator, Mapping, Optional, Sequence
@@ -236,17 +237,28 @@ def task_sequence(task: str, tok: tokenizer_lib.Tokenizer, cfg: Mapping[str, Any
 
 def open_split(data_dir: str, name: str, config: str, split: str, *,
                decode_images: bool = True):
-  """Random-access source of one built split (tfds.data_source), images optionally undecoded."""
+  """Random-access source of one built split, images optionally left as encoded bytes.
+
+  Reads `data_dir/name/config/<newest version>` with `tfds.builder_from_directory`, so the
+  builder code need not be importable and nothing is ever downloaded or built here.
+  """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  root = os.path.join(data_dir, name, config)
+  versions = sorted((v for v in (os.listdir(root) if os.path.isdir(root) else ())
+                     if re.fullmatch(r"\d+\.\d+\.\d+", v)
+                     and os.path.exists(os.path.join(root, v, "dataset_info.json"))),
+                    key=lambda v: tuple(int(x) for x in v.split(".")))
+  if not versions:
+    raise FileNotFoundError(f"no built dataset {name}/{config} under data_dir={data_dir!r} "
+                            f"(looked for {root}/<version>/dataset_info.json); build it with "
+                            f"`python -m tfds_builders.build {name} --config={config}`")
+  builder = tfds.builder_from_directory(os.path.join(root, versions[-1]))
+  if split not in builder.info.splits:
+    raise KeyError(f"{name}/{config} in {data_dir!r} has splits "
+                   f"{sorted(builder.info.splits)}, not {split!r}")
   decoders = None if decode_images else {k: tfds.decode.SkipDecoding() for k in
                                          _image_keys(name)}
-  try:
-    return tfds.data_source(f"{name}/{config}", data_dir=data_dir, split=split,
-                            decoders=decoders)
-  except Exception as e:  # tfds raises several types for a missing dataset or split
-    raise FileNotFoundError(f"cannot open {name}/{config} split {split!r} under data_dir="
-                            f"{data_dir!r} ({type(e).__name__}: {e}); build it with "
-                            f"`python -m tfds_builders.build {name} --config={config}`") from e
+  return builder.as_data_source(split=split, decoders=decoders)
 
 
 def _image_keys(name: str) -> tuple[str, ...]:

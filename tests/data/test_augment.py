@@ -3,6 +3,7 @@
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from locvqa_jax.data import augment
@@ -82,7 +83,6 @@ def test_decode_image_bytes_and_arrays():
 
 
 def test_config_errors():
-  import pytest
   with pytest.raises(ValueError, match="unknown keys \\['flip'\\]"):
     augment.AugmentConfig.from_config({"flip": True})
   assert not augment.AugmentConfig.from_config(None).enabled

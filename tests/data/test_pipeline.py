@@ -273,3 +273,126 @@ def test_bad_config_errors(tok, cfg):
   with pytest.raises(ValueError, match="the index is empty"):
     pipeline.build_pretrain_index({"chest_imagenome": imagenome_records(2)}, cfg,
                                   {"1000", "1001"})
+
+
+# -- built datasets (tiny stand-ins with the features of CONTRACTS A) ---------------------------
+
+def _png(value, size=RES):
+  buf = io.BytesIO()
+  Image.fromarray(np.full((size, size), value, np.uint8)).save(buf, format="PNG")
+  buf.seek(0)
+  return buf
+
+
+def _toy_builder(name, features, splits):
+  """A GeneratorBasedBuilder subclass named `name` writing `splits` = {split: [example]}."""
+
+  class Toy(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    VERSION = tfds.core.Version("1.0.0")
+    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="r128")]
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
+
+    def _split_generators(self, dl_manager):
+      return {s: self._generate_examples(s) for s in splits}
+
+    def _generate_examples(self, split):
+      for i, ex in enumerate(splits[split]):
+        yield i, ex
+
+  Toy.name = name
+  return Toy
+
+
+@pytest.fixture(scope="module")
+def built_dir(tmp_path_factory):
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  text, image = tfds.features.Text(), tfds.features.Image(shape=(RES, RES, 1), encoding_format="png")
+  box = tfds.features.BBoxFeature()
+  bbox = tfds.features.BBox
+
+  def scene(i, split_offset=0):
+    r = imagenome_records(1, i)[0]
+    return {"image": _png(5 * i), "dicom_id": f"d{i}", "study_id": str(1000 + i),
+            "subject_id": "1", "view_position": "PA",
+            "objects": [{"bbox_name": n, "bbox": bbox(*b)} for n, b in zip(BOX_NAMES, BOXES)],
+            "phrases": [{"text": t.decode(), "bbox_name": n.decode(), "bbox": bbox(*b),
+                         "attributes": "anatomicalfinding|yes|pleural effusion"}
+                        for t, n, b in zip(r["phrases"]["text"], r["phrases"]["bbox_name"],
+                                           r["phrases"]["bbox"])],
+            "report": r["report"].decode()}
+
+  imagenome = _toy_builder("chest_imagenome", {
+      "image": image, "dicom_id": text, "study_id": text, "subject_id": text,
+      "view_position": text, "objects": tfds.features.Sequence({"bbox_name": text, "bbox": box}),
+      "phrases": tfds.features.Sequence({"text": text, "bbox_name": text, "bbox": box,
+                                         "attributes": text}),
+      "report": text}, {"train": [scene(i) for i in range(4)], "validation": [scene(10)],
+                        "test": [scene(20)]})
+  mimic_rows = [{"image": _png(200), "dicom_id": f"d{i}" if i < 2 else f"m{i}",
+                 "study_id": str(1000 + i if i < 2 else 5000 + i), "subject_id": "1",
+                 "view_position": "AP", "study_datetime": "2150-01-01T00:00:00.000",
+                 "findings": "Heart size is normal.", "impression": "No acute process.",
+                 "report": "x"} for i in range(6)]
+  mimic = _toy_builder("mimic_cxr", {
+      "image": image, "dicom_id": text, "study_id": text, "subject_id": text,
+      "view_position": text, "study_datetime": text, "findings": text, "impression": text,
+      "report": text}, {"train": mimic_rows, "validation": mimic_rows[:1], "test": mimic_rows[:1]})
+
+  def pair(study, ref, row):
+    return {"main_image": _png(100), "ref_image": _png(90), "study_id": study, "ref_id": ref,
+            "subject_id": "1", "main_dicom_id": "a", "ref_dicom_id": "b",
+            "questions": [{"question": "is there edema?", "answer": "no",
+                           "question_type": "presence", "row_index": row}]}
+
+  vqa = _toy_builder("mimic_diff_vqa", {
+      "main_image": image, "ref_image": image, "study_id": text, "ref_id": text,
+      "subject_id": text, "main_dicom_id": text, "ref_dicom_id": text,
+      "questions": tfds.features.Sequence({"question": text, "answer": text,
+                                           "question_type": text, "row_index": np.int64})},
+      {"train": [pair("1000", "1003", 0), pair("5002", "5004", 1)],
+       "validation": [pair("1001", "1002", 2)], "test": [pair("5003", "9999", 3)]})
+  for cls in (imagenome, mimic, vqa):
+    cls(data_dir=data_dir, config="r128", file_format="array_record").download_and_prepare()
+  return data_dir
+
+
+def test_vqa_eval_study_ids(built_dir):
+  assert tasks.vqa_eval_study_ids(built_dir, "r128") == {"1001", "1002", "5003", "9999"}
+  with pytest.raises(FileNotFoundError, match="no built dataset mimic_diff_vqa/r224"):
+    tasks.vqa_eval_study_ids(built_dir, "r224")
+
+
+def test_pretrain_from_built_datasets(built_dir, tok, cfg, capsys):
+  cfg.data_dir, cfg.res = built_dir, "r128"
+  loader = pipeline.pretrain_loader(cfg, tok, split="train", global_batch_size=4, train=True)
+  out = capsys.readouterr().out
+  # studies 1001, 1002 (scene graphs) and 5003 (MIMIC-CXR only) sit in the VQA eval splits
+  assert "leaky studies dropped=3" in out
+  assert "chest_imagenome=2" in out and "mimic_cxr (extra CAP)=3" in out
+  batches = _take(loader, 3)
+  assert batches[0]["image"].shape == (4, RES, RES, 1)
+  cfg.worker_count = 1  # worker processes give the same batches as the main process
+  _assert_equal_batches(batches, _take(pipeline.pretrain_loader(
+      cfg, tok, split="train", global_batch_size=4, train=True), 3))
+
+
+def test_tokenizer_command(built_dir, tmp_path, capsys):
+  out = tmp_path / "tok.model"
+  tokenizer_lib.main(["--data_dir", built_dir, "--config", "r128", "--vocab_size", "1500",
+                      "--out", str(out)])
+  printed = capsys.readouterr().out
+  assert "dropped chest_imagenome=2" in printed and "dropped mimic_cxr=2" in printed
+  tok = tokenizer_lib.Tokenizer.from_file(str(out))
+  assert tok.encode("<loc0007>") == [tok.loc_ids[7]] and tok.vocab_size <= 1500
+
+
+def test_vqa_from_built_dataset(built_dir, tok):
+  cfg = vqa_inputs.vqa_input_config()
+  cfg.data_dir, cfg.text_len = built_dir, 32
+  batches = list(vqa_inputs.vqa_loader(cfg, tok, split="train", global_batch_size=2,
+                                       train=False))
+  assert len(batches) == 1 and batches[0]["row_index"].tolist() == [0, 1]
+  np.testing.assert_allclose(batches[0]["main_image"][:, 0, 0, 0], 100 / 127.5 - 1, atol=1e-6)
+  np.testing.assert_allclose(batches[0]["ref_image"][:, 0, 0, 0], 90 / 127.5 - 1, atol=1e-6)
