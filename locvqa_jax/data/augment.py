@@ -45,7 +45,8 @@ def decode_image(value: Any) -> np.ndarray:
   """An image feature as data_source returns it (uint8 array or undecoded PNG/JPEG bytes)
   -> [R, R, 1] uint8."""
   if isinstance(value, (bytes, np.bytes_)):
-    value = np.asarray(Image.open(io.BytesIO(value)).convert("L"))
+    pil = Image.open(io.BytesIO(value))
+    value = np.asarray(pil if pil.mode == "L" else pil.convert("L"))
   image = np.asarray(value, np.uint8)
   return image[..., None] if image.ndim == 2 else image
 
