@@ -2,8 +2,10 @@
 
 import io
 
+import grain as grain_top
 import grain.python as grain
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
@@ -174,8 +176,6 @@ def test_resume_from_state(tok, cfg):
 
 
 def test_resume_through_orbax(tok, cfg, tmp_path):
-  import orbax.checkpoint as ocp
-  import grain as grain_top
   def make():
     return iter(pipeline.pretrain_loader(
         cfg, tok, split="train", global_batch_size=2, train=True, seed=1,
@@ -308,11 +308,12 @@ def _toy_builder(name, features, splits):
 @pytest.fixture(scope="module")
 def built_dir(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp("tfds"))
-  text, image = tfds.features.Text(), tfds.features.Image(shape=(RES, RES, 1), encoding_format="png")
+  text = tfds.features.Text()
+  image = tfds.features.Image(shape=(RES, RES, 1), encoding_format="png")
   box = tfds.features.BBoxFeature()
   bbox = tfds.features.BBox
 
-  def scene(i, split_offset=0):
+  def scene(i):
     r = imagenome_records(1, i)[0]
     return {"image": _png(5 * i), "dicom_id": f"d{i}", "study_id": str(1000 + i),
             "subject_id": "1", "view_position": "PA",
