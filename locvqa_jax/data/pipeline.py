@@ -18,6 +18,9 @@ worker count give the same batches.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import zlib
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -125,13 +128,24 @@ def _task_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def build_pretrain_index(sources: Mapping[str, Source], cfg: Mapping[str, Any],
                          excluded_studies: set[str] = frozenset(),
-                         log: Callable[[str], None] = print) -> IndexedSource:
+                         log: Callable[[str], None] = print,
+                         cache_path: Optional[str] = None) -> IndexedSource:
   """Index of pretraining examples over `chest_imagenome` (and `mimic_cxr` for extra CAP).
 
-  Rows are (source, record, task): task is an index into cfg.tasks ('all' mode) or -1 plus a
-  bit mask of the feasible task families ('one' mode: the task is drawn per example). Studies in
-  `excluded_studies` are dropped and counted.
+  Rows are (source, record, task, feasible): task is an index into cfg.tasks ('all' mode) or -1
+  ('one' mode: drawn per example among the feasible task families, a bit mask). Studies in
+  `excluded_studies` are dropped and counted. With `cache_path`, the rows are read from there
+  when present and written there after a scan.
   """
+  names = [n for n in ("chest_imagenome", "mimic_cxr") if n in sources]
+  entries = cached_entries(
+      cache_path, lambda: _pretrain_entries(sources, cfg, excluded_studies, log), log)
+  return IndexedSource(sources, names, entries)
+
+
+def _pretrain_entries(sources: Mapping[str, Source], cfg: Mapping[str, Any],
+                      excluded_studies: set[str], log: Callable[[str], None]) -> np.ndarray:
+  """The scan behind `build_pretrain_index`: reads every record's text and boxes once."""
   st = _task_settings(cfg)
   tasks = st["tasks"]
   names = [n for n in ("chest_imagenome", "mimic_cxr") if n in sources]
@@ -180,7 +194,53 @@ def build_pretrain_index(sources: Mapping[str, Source], cfg: Mapping[str, Any],
   stats["leaky studies dropped"] = len(leaky)
   log("pretraining index: " + ", ".join(f"{k}={v}" for k, v in stats.items())
       + f", examples={len(rows)}")
-  return IndexedSource(sources, names, np.asarray(rows, np.int64).reshape(-1, 4))
+  return np.asarray(rows, np.int64).reshape(-1, 4)
+
+
+def cached_entries(cache_path: Optional[str], build: Callable[[], np.ndarray],
+                   log: Callable[[str], None] = print) -> np.ndarray:
+  """`build()`, or its earlier result stored at `cache_path` (.npy); None disables the cache."""
+  if cache_path and os.path.exists(cache_path):
+    entries = np.load(cache_path)
+    log(f"index: {len(entries)} rows from {cache_path}")
+    return entries
+  entries = build()
+  if cache_path:
+    tmp = f"{cache_path}.{os.getpid()}.tmp"
+    try:
+      os.makedirs(os.path.dirname(cache_path), exist_ok=True)
+      with open(tmp, "wb") as f:
+        np.save(f, entries)
+      os.replace(tmp, cache_path)  # atomic: processes racing on one file all see a whole one
+    except OSError as e:
+      log(f"index cache {cache_path} not written: {e}")
+  return entries
+
+
+def cache_dir(cfg: Mapping[str, Any]) -> Optional[str]:
+  """cfg.index_cache_dir resolved: None when off, 'auto' -> `<data_dir>/locvqa_index_cache`."""
+  where = cfg.get("index_cache_dir", "auto")
+  if where == "auto":
+    return os.path.join(cfg["data_dir"], "locvqa_index_cache")
+  return where or None
+
+
+def index_cache_path(cfg: Mapping[str, Any], kind: str, datasets: Sequence[str], split: str,
+                     extra: Mapping[str, Any]) -> Optional[str]:
+  """Cache file of an index over built datasets, keyed by what the index depends on.
+
+  cfg.index_cache_dir: '' disables the cache, 'auto' is `<data_dir>/locvqa_index_cache`. The key
+  holds each dataset's directory and the modification time of its dataset_info.json, so a
+  rebuilt dataset never reuses a stale index.
+  """
+  where = cache_dir(cfg)
+  if not where:
+    return None
+  key = {"kind": kind, "split": split, **extra}
+  for name in datasets:
+    key[name] = tasks_lib.dataset_fingerprint(cfg["data_dir"], name, cfg["res"])
+  digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+  return os.path.join(where, f"{kind}_{split}_{digest[:16]}.npy")
 
 
 def _family_bit(task: str) -> int:
@@ -244,18 +304,27 @@ def pretrain_loader(cfg: Mapping[str, Any], tok: tokenizer_lib.Tokenizer, *, spl
     global_batch_size: examples per step over all processes.
     train: shuffle, repeat, augment and drop the remainder; else one ordered, padded pass.
     seed: shuffle and per-example randomness.
-    sources: name -> random-access records (default: the built datasets in cfg.data_dir).
+    sources: name -> random-access records (default: the built datasets in cfg.data_dir, whose
+      index is cached per cfg.index_cache_dir).
     excluded_studies: study ids left out (default: the VQA validation/test studies when
       cfg.drop_vqa_eval_studies, else none).
     shard_options: default one shard per JAX process.
     worker_count: grain worker processes (default cfg.worker_count; 0 = in process).
   """
-  if sources is None:
+  opened = sources is None
+  if opened:
     sources = open_pretrain_sources(cfg, split)
   if excluded_studies is None:
-    excluded_studies = (tasks_lib.vqa_eval_study_ids(cfg["data_dir"], cfg["res"])
+    excluded_studies = (tasks_lib.vqa_eval_study_ids(cfg["data_dir"], cfg["res"], cache_dir(cfg))
                         if cfg.get("drop_vqa_eval_studies", True) else set())
-  index = build_pretrain_index(sources, cfg, excluded_studies)
+  cache_path = None
+  if opened:
+    cache_path = index_cache_path(cfg, "pretrain", sorted(sources), split, {
+        "tasks": list(cfg["tasks"]), "tasks_per_image": cfg["tasks_per_image"],
+        "cap_from_mimic_cxr": cfg.get("cap_from_mimic_cxr", True),
+        "cap_views": sorted(cfg.get("cap_views", ("PA", "AP"))),
+        "excluded": hashlib.sha1("\n".join(sorted(excluded_studies)).encode()).hexdigest()})
+  index = build_pretrain_index(sources, cfg, excluded_studies, cache_path=cache_path)
   return make_loader(
       index, [PretrainTransform(tok, cfg, train)], global_batch_size=global_batch_size,
       train=train, seed=seed,

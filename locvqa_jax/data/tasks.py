@@ -18,6 +18,8 @@ region names, the phrase rules, reading the built datasets' text, and the VQA le
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import string
@@ -74,6 +76,7 @@ def pretrain_input_config() -> ml_collections.ConfigDict:
       brightness=0.1, contrast=0.1))
   c.worker_count = 0
   c.worker_buffer_size = 2
+  c.index_cache_dir = "auto"    # '' off; 'auto': <data_dir>/locvqa_index_cache; or a folder
   return c
 
 
@@ -235,14 +238,8 @@ def task_sequence(task: str, tok: tokenizer_lib.Tokenizer, cfg: Mapping[str, Any
 
 # -- built datasets -----------------------------------------------------------------------------
 
-def open_split(data_dir: str, name: str, config: str, split: str, *,
-               decode_images: bool = True):
-  """Random-access source of one built split, images optionally left as encoded bytes.
-
-  Reads `data_dir/name/config/<newest version>` with `tfds.builder_from_directory`, so the
-  builder code need not be importable and nothing is ever downloaded or built here.
-  """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+def built_dir(data_dir: str, name: str, config: str) -> str:
+  """`data_dir/name/config/<newest version>` of a built dataset; raises when there is none."""
   root = os.path.join(data_dir, name, config)
   versions = sorted((v for v in (os.listdir(root) if os.path.isdir(root) else ())
                      if re.fullmatch(r"\d+\.\d+\.\d+", v)
@@ -252,7 +249,18 @@ def open_split(data_dir: str, name: str, config: str, split: str, *,
     raise FileNotFoundError(f"no built dataset {name}/{config} under data_dir={data_dir!r} "
                             f"(looked for {root}/<version>/dataset_info.json); build it with "
                             f"`python -m tfds_builders.build {name} --config={config}`")
-  builder = tfds.builder_from_directory(os.path.join(root, versions[-1]))
+  return os.path.join(root, versions[-1])
+
+
+def open_split(data_dir: str, name: str, config: str, split: str, *,
+               decode_images: bool = True):
+  """Random-access source of one built split, images optionally left as encoded bytes.
+
+  Reads `built_dir(...)` with `tfds.builder_from_directory`, so the builder code need not be
+  importable and nothing is ever downloaded or built here.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder_from_directory(built_dir(data_dir, name, config))
   if split not in builder.info.splits:
     raise KeyError(f"{name}/{config} in {data_dir!r} has splits "
                    f"{sorted(builder.info.splits)}, not {split!r}")
@@ -278,8 +286,25 @@ def iter_text_records(data_dir: str, config: str,
       yield name, source[i]
 
 
-def vqa_eval_study_ids(data_dir: str, config: str) -> set[str]:
-  """study_id and ref_id of every pair in the built mimic_diff_vqa validation and test splits."""
+def dataset_fingerprint(data_dir: str, name: str, config: str) -> list[Any]:
+  """[directory, dataset_info.json mtime]: changes whenever the dataset is rebuilt."""
+  path = os.path.abspath(built_dir(data_dir, name, config))
+  return [path, os.stat(os.path.join(path, "dataset_info.json")).st_mtime_ns]
+
+
+def vqa_eval_study_ids(data_dir: str, config: str, cache_dir: Optional[str] = None) -> set[str]:
+  """study_id and ref_id of every pair in the built mimic_diff_vqa validation and test splits.
+
+  With `cache_dir`, the ids are kept in a text file there, keyed by the dataset's fingerprint.
+  """
+  cache = None
+  if cache_dir:
+    key = json.dumps(dataset_fingerprint(data_dir, "mimic_diff_vqa", config))
+    cache = os.path.join(cache_dir, "vqa_eval_studies_"
+                         + hashlib.sha1(key.encode()).hexdigest()[:16] + ".txt")
+    if os.path.exists(cache):
+      with open(cache) as f:
+        return set(f.read().split())
   ids = set()
   for split in ("validation", "test"):
     source = open_split(data_dir, "mimic_diff_vqa", config, split, decode_images=False)
@@ -287,4 +312,12 @@ def vqa_eval_study_ids(data_dir: str, config: str) -> set[str]:
       r = source[i]
       ids.add(as_str(r["study_id"]))
       ids.add(as_str(r["ref_id"]))
+  if cache:
+    try:
+      os.makedirs(cache_dir, exist_ok=True)
+      with open(f"{cache}.{os.getpid()}.tmp", "w") as f:
+        f.write("\n".join(sorted(ids)))
+      os.replace(f"{cache}.{os.getpid()}.tmp", cache)
+    except OSError as e:
+      print(f"cache {cache} not written: {e}")
   return ids

@@ -42,16 +42,23 @@ def vqa_input_config() -> ml_collections.ConfigDict:
       brightness=0.1, contrast=0.1))
   c.worker_count = 0
   c.worker_buffer_size = 2
+  c.index_cache_dir = "auto"     # '' off; 'auto': <data_dir>/locvqa_index_cache; or a folder
   return c
 
 
-def build_vqa_index(records: Sequence[Mapping[str, Any]],
-                    question_types: Sequence[str] = ()) -> pipeline.IndexedSource:
+def build_vqa_index(records: Sequence[Mapping[str, Any]], question_types: Sequence[str] = (),
+                    cache_path: Optional[str] = None) -> pipeline.IndexedSource:
   """Rows (0, pair record, question position, question type id), optionally type-filtered."""
   unknown = set(question_types) - set(QUESTION_TYPES)
   if unknown:
     raise ValueError(f"config.input.question_types: unknown {sorted(unknown)}; expected some "
                      f"of {QUESTION_TYPES}")
+  entries = pipeline.cached_entries(cache_path, lambda: _vqa_entries(records, question_types))
+  return pipeline.IndexedSource({"mimic_diff_vqa": records}, ["mimic_diff_vqa"], entries)
+
+
+def _vqa_entries(records: Sequence[Mapping[str, Any]],
+                 question_types: Sequence[str]) -> np.ndarray:
   keep = set(question_types or QUESTION_TYPES)
   rows = []
   for i, r in enumerate(records):
@@ -62,8 +69,7 @@ def build_vqa_index(records: Sequence[Mapping[str, Any]],
                          f"one of {QUESTION_TYPES}")
       if qt in keep:
         rows.append((0, i, k, QUESTION_TYPES.index(qt)))
-  return pipeline.IndexedSource({"mimic_diff_vqa": records}, ["mimic_diff_vqa"],
-                                np.asarray(rows, np.int64).reshape(-1, 4))
+  return np.asarray(rows, np.int64).reshape(-1, 4)
 
 
 def vqa_sequence(question: str, answer: str, tok: tokenizer_lib.Tokenizer,
@@ -105,10 +111,14 @@ def vqa_loader(cfg: Mapping[str, Any], tok: tokenizer_lib.Tokenizer, *, split: s
                shard_options: Optional[grain.ShardOptions] = None,
                worker_count: Optional[int] = None) -> grain.DataLoader:
   """Difference-VQA DataLoader for `split` (records default: the built mimic_diff_vqa split)."""
+  cache_path = None
+  question_types = tuple(cfg.get("question_types", ()))
   if records is None:
     records = tasks_lib.open_split(cfg["data_dir"], "mimic_diff_vqa", cfg["res"], split,
                                    decode_images=False)
-  index = build_vqa_index(records, tuple(cfg.get("question_types", ())))
+    cache_path = pipeline.index_cache_path(cfg, "vqa", ["mimic_diff_vqa"], split,
+                                           {"question_types": sorted(question_types)})
+  index = build_vqa_index(records, question_types, cache_path)
   print(f"vqa index: split={split} questions={index.num_real} pairs={len(records)}")
   return pipeline.make_loader(
       index, [VqaTransform(tok, cfg, train)], global_batch_size=global_batch_size, train=train,

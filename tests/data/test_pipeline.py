@@ -1,6 +1,7 @@
 """Grain pipelines: batch contract, determinism, sharding, eval pass, resume, mixture, leakage."""
 
 import io
+import os
 
 import grain as grain_top
 import grain.python as grain
@@ -375,8 +376,25 @@ def test_pretrain_from_built_datasets(built_dir, tok, cfg, capsys):
   batches = _take(loader, 3)
   assert batches[0]["image"].shape == (4, RES, RES, 1)
   cfg.worker_count = 1  # worker processes give the same batches as the main process
-  _assert_equal_batches(batches, _take(pipeline.pretrain_loader(
-      cfg, tok, split="train", global_batch_size=4, train=True), 3))
+  again = pipeline.pretrain_loader(cfg, tok, split="train", global_batch_size=4, train=True)
+  assert "index: 5 rows from" in capsys.readouterr().out  # the cached index
+  _assert_equal_batches(batches, _take(again, 3))
+
+
+def test_index_cache_follows_rebuilds(built_dir, cfg):
+  cfg.data_dir, cfg.res = built_dir, "r128"
+  first = pipeline.index_cache_path(cfg, "pretrain", ["chest_imagenome"], "train", {})
+  assert first.startswith(os.path.join(built_dir, "locvqa_index_cache"))
+  info = os.path.join(tasks.built_dir(built_dir, "chest_imagenome", "r128"), "dataset_info.json")
+  stat = os.stat(info)
+  os.utime(info, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+  assert pipeline.index_cache_path(cfg, "pretrain", ["chest_imagenome"], "train", {}) != first
+  cfg.index_cache_dir = ""
+  assert pipeline.index_cache_path(cfg, "pretrain", ["chest_imagenome"], "train", {}) is None
+  cache = str(built_dir) + "/ids"
+  assert tasks.vqa_eval_study_ids(built_dir, "r128", cache) == {"1001", "1002", "5003", "9999"}
+  assert len(os.listdir(cache)) == 1
+  assert tasks.vqa_eval_study_ids(built_dir, "r128", cache) == {"1001", "1002", "5003", "9999"}
 
 
 def test_tokenizer_command(built_dir, tmp_path, capsys):
