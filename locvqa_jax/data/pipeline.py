@@ -302,7 +302,8 @@ def pretrain_loader(cfg: Mapping[str, Any], tok: tokenizer_lib.Tokenizer, *, spl
     tok: tokenizer.
     split: 'train', 'validation' or 'test'.
     global_batch_size: examples per step over all processes.
-    train: shuffle, repeat, augment and drop the remainder; else one ordered, padded pass.
+    train: shuffle, repeat, augment and drop the remainder; else one ordered, padded pass with
+      cfg.eval_tasks_per_image ('all' by default) instead of cfg.tasks_per_image.
     seed: shuffle and per-example randomness.
     sources: name -> random-access records (default: the built datasets in cfg.data_dir, whose
       index is cached per cfg.index_cache_dir).
@@ -311,6 +312,9 @@ def pretrain_loader(cfg: Mapping[str, Any], tok: tokenizer_lib.Tokenizer, *, spl
     shard_options: default one shard per JAX process.
     worker_count: grain worker processes (default cfg.worker_count; 0 = in process).
   """
+  if not train:  # evaluation scores every task on every image by default
+    cfg = {**{k: cfg[k] for k in cfg.keys()},
+           "tasks_per_image": cfg.get("eval_tasks_per_image", "all")}
   opened = sources is None
   if opened:
     sources = open_pretrain_sources(cfg, split)

@@ -64,6 +64,7 @@ def pretrain_input_config() -> ml_collections.ConfigDict:
   c.tasks = TASKS               # task_id = index in this tuple
   c.task_weights = (1.0, 1.0, 1.0, 1.0)
   c.tasks_per_image = "one"     # 'one': sample one task per image by weight; 'all': every task
+  c.eval_tasks_per_image = "all"
   c.templates = ml_collections.ConfigDict(dict(DEFAULT_TEMPLATES))
   c.max_caption_len = 192
   c.max_phrase_len = 48

@@ -147,7 +147,7 @@ def test_sharding_two_processes_disjoint(tok, cfg):
 
 
 def test_eval_single_pass_padded(tok, cfg):
-  cfg.tasks_per_image = "all"
+  assert cfg.tasks_per_image == "one" and cfg.eval_tasks_per_image == "all"
   loader = pipeline.pretrain_loader(cfg, tok, split="validation", global_batch_size=8,
                                     train=False, sources={"chest_imagenome": imagenome_records(5)},
                                     excluded_studies=set())
