@@ -162,20 +162,21 @@ def train_tokenizer(sentences: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SI
                     model_type: str = "unigram") -> Tokenizer:
   """Trains a SentencePiece model on `sentences` with the fixed ids and user-defined symbols.
 
-  `vocab_size` counts the 1028 user-defined symbols and the 4 special ids; a corpus too small
-  for it yields a smaller vocabulary rather than an error.
+  `vocab_size` counts the 1028 user-defined symbols, the 4 special ids and the 256 byte pieces
+  (byte fallback: a character the corpus never showed is spelled in bytes, never unk); a corpus
+  too small for it yields a smaller vocabulary rather than an error.
   """
-  minimum = len(USER_SYMBOLS) + 4 + 1
+  minimum = len(USER_SYMBOLS) + 4 + 256
   if vocab_size <= minimum:
     raise ValueError(f"vocab_size={vocab_size} must exceed {minimum} (1028 user-defined symbols "
-                     "+ 4 special ids + at least one learned piece)")
+                     "+ 4 special ids + 256 byte pieces + at least one learned piece)")
   it = (s for s in sentences if s.strip())
   proto = io.BytesIO()
   spm.SentencePieceTrainer.train(
       sentence_iterator=it, model_writer=proto, vocab_size=vocab_size, model_type=model_type,
       pad_id=PAD_ID, eos_id=EOS_ID, bos_id=BOS_ID, unk_id=UNK_ID,
       user_defined_symbols=list(USER_SYMBOLS), hard_vocab_limit=False,
-      character_coverage=1.0, byte_fallback=False, minloglevel=2, num_threads=1)
+      character_coverage=1.0, byte_fallback=True, minloglevel=2, num_threads=1)
   return Tokenizer(proto.getvalue())
 
 

@@ -24,7 +24,7 @@ def test_special_ids(tok):
   assert (tok.pad_id, tok.eos_id, tok.bos_id, tok.unk_id) == (0, 1, 2, 3)
   assert [tok.id_to_piece(i) for i in range(4)] == ["<pad>", "</s>", "<s>", "<unk>"]
   assert tok.mask_id == tok.vocab_size
-  assert 1032 < tok.vocab_size <= 2000
+  assert 1288 < tok.vocab_size <= 2000
 
 
 def test_loc_symbols_are_single_tokens(tok):
@@ -81,5 +81,12 @@ def test_parse_box(tok):
 
 
 def test_vocab_size_too_small():
-  with pytest.raises(ValueError, match="must exceed 1033"):
-    tokenizer_lib.train_tokenizer(CORPUS, vocab_size=1000)
+  with pytest.raises(ValueError, match="must exceed 1288"):
+    tokenizer_lib.train_tokenizer(CORPUS, vocab_size=1200)
+
+
+def test_unseen_characters_round_trip(tok):
+  text = "Zebra QUIRK: 42% ± 3"
+  ids = tok.encode(text)
+  assert tok.unk_id not in ids
+  assert tok.decode(ids) == text

@@ -116,8 +116,9 @@ def findings_impression(report: str) -> str:
   parts = {}
   for k, (name, _, end) in enumerate(heads):
     body = report[end:heads[k + 1][1] if k + 1 < len(heads) else len(report)]
-    key = ("impression" if name in ("IMPRESSION", "CONCLUSION") else
-           "findings" if name.startswith("FINDINGS") else None)
+    # Prefixes also catch the misspellings of real reports (IMPRESSON, FINDNGS, IMPRESSIONS).
+    key = ("impression" if name.startswith(("IMPRES", "CONCLUSION")) else
+           "findings" if name.startswith(("FINDING", "FINDNG")) else None)
     if key and body.strip():
       parts[key] = normalize_ws(body)
   if parts:

@@ -36,6 +36,9 @@ def test_findings_impression():
   assert tasks.findings_impression(REPORT) == (
       "Small left pleural effusion. No pneumothorax. Small left effusion.")
   assert tasks.findings_impression(" IMPRESSION: \n No acute process.\n") == "No acute process."
+  assert tasks.findings_impression(
+      " FINDNGS: Clear lungs.\n IMPRESSON: \n Normal.\n RECOMMENDATION(S): None.") == (
+          "Clear lungs. Normal.")
   assert tasks.findings_impression(" INDICATION: cough\n\n Heart is normal.\n  Lungs clear.") == (
       "Heart is normal. Lungs clear.")
   record = {"findings": b"Small effusion.", "impression": b"", "report": REPORT.encode()}
