@@ -243,6 +243,48 @@ def index_cache_path(cfg: Mapping[str, Any], kind: str, datasets: Sequence[str],
   return os.path.join(where, f"{kind}_{split}_{digest[:16]}.npy")
 
 
+def region_mean_boxes(cfg: Mapping[str, Any], *, split: str = "train",
+                      records: Optional[Source] = None,
+                      excluded_studies: Optional[set[str]] = None) -> np.ndarray:
+  """Mean box of each Chest ImaGenome region over a split: the baseline that box tasks must beat.
+
+  Args:
+    cfg: the input config (data_dir, res, drop_vqa_eval_studies, index_cache_dir).
+    split: split whose `objects` boxes are averaged (clipped to the frame, empty ones skipped).
+    records: chest_imagenome records (default: the built split; the result is then cached).
+    excluded_studies: as in `pretrain_loader`.
+
+  Returns:
+    [36, 4] float32 (ymin, xmin, ymax, xmax), rows in `tasks.REGION_NAMES` order; NaN for a
+    region that never has a box.
+  """
+  cache_path = None
+  if records is None:
+    records = tasks_lib.open_split(cfg["data_dir"], "chest_imagenome", cfg["res"], split,
+                                   decode_images=False)
+  if excluded_studies is None:
+    excluded_studies = (tasks_lib.vqa_eval_study_ids(cfg["data_dir"], cfg["res"], cache_dir(cfg))
+                        if cfg.get("drop_vqa_eval_studies", True) else set())
+    cache_path = index_cache_path(cfg, "region_boxes", ["chest_imagenome"], split, {
+        "excluded": hashlib.sha1("\n".join(sorted(excluded_studies)).encode()).hexdigest()})
+
+  def scan() -> np.ndarray:
+    sums = np.zeros((len(tasks_lib.REGION_NAMES), 5))
+    for r in records:
+      if tasks_lib.as_str(r["study_id"]) in excluded_studies:
+        continue
+      objects = r.get("objects") or {}
+      for name, box in zip(objects.get("bbox_name", ()), tasks_lib.as_boxes(objects.get("bbox"))):
+        k, b = tasks_lib.REGION_INDEX.get(tasks_lib.as_str(name)), tasks_lib.clip_box(box)
+        if k is not None and b is not None:
+          sums[k] += (*b, 1.0)
+    return sums
+
+  sums = cached_entries(cache_path, scan, log=lambda _: None)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return (sums[:, :4] / sums[:, 4:]).astype(np.float32)
+
+
 def _family_bit(task: str) -> int:
   return _CAP_BIT if task == "cap" else _REGION_BIT
 

@@ -230,6 +230,19 @@ def test_leakage_filter(tok, cfg, capsys):
   assert not studies & excluded and len(studies) == 4 + 1
 
 
+def test_region_mean_boxes(cfg):
+  records = imagenome_records(3)
+  records[1]["objects"]["bbox"] = [b + np.float32(0.1) for b in BOXES]
+  records[2]["objects"]["bbox"][0] = np.array([0.5, 0.5, 0.5, 0.9], np.float32)  # empty: skipped
+  means = pipeline.region_mean_boxes(cfg, records=records, excluded_studies=set())
+  assert means.shape == (36, 4)
+  np.testing.assert_allclose(means[tasks.REGION_INDEX["right lung"]], BOXES[0] + 0.05, atol=1e-6)
+  np.testing.assert_allclose(means[tasks.REGION_INDEX["trachea"]], BOXES[2] + 0.1 / 3, atol=1e-6)
+  assert np.isnan(means[tasks.REGION_INDEX["spine"]]).all()
+  means = pipeline.region_mean_boxes(cfg, records=records, excluded_studies={"1001"})
+  np.testing.assert_allclose(means[tasks.REGION_INDEX["right lung"]], BOXES[0], atol=1e-6)
+
+
 def test_vqa_pipeline(tok):
   cfg = vqa_inputs.vqa_input_config()
   cfg.text_len = 48
@@ -379,6 +392,11 @@ def test_pretrain_from_built_datasets(built_dir, tok, cfg, capsys):
   again = pipeline.pretrain_loader(cfg, tok, split="train", global_batch_size=4, train=True)
   assert "index: 5 rows from" in capsys.readouterr().out  # the cached index
   _assert_equal_batches(batches, _take(again, 3))
+  for _ in range(2):  # scanned, then from the cache
+    means = pipeline.region_mean_boxes(cfg)
+    np.testing.assert_allclose(means[tasks.REGION_INDEX["left lung"]], BOXES[1], atol=1e-6)
+  assert any(f.startswith("region_boxes_train") for f in
+             os.listdir(os.path.join(built_dir, "locvqa_index_cache")))
 
 
 def test_index_cache_follows_rebuilds(built_dir, cfg):
