@@ -164,7 +164,7 @@ def _pretrain_entries(sources: Mapping[str, Source], cfg: Mapping[str, Any],
 
   if "chest_imagenome" in sources:
     src = names.index("chest_imagenome")
-    for i, r in enumerate(sources["chest_imagenome"]):
+    for i, r in enumerate(tasks_lib.iter_records(sources["chest_imagenome"])):
       dicoms.add(tasks_lib.as_str(r.get("dicom_id", b"")))
       study = tasks_lib.as_str(r["study_id"])
       if study in excluded_studies:
@@ -179,7 +179,7 @@ def _pretrain_entries(sources: Mapping[str, Source], cfg: Mapping[str, Any],
   if "mimic_cxr" in sources and "cap" in tasks and cfg.get("cap_from_mimic_cxr", True):
     src = names.index("mimic_cxr")
     views = set(cfg.get("cap_views", ("PA", "AP")))
-    for i, r in enumerate(sources["mimic_cxr"]):
+    for i, r in enumerate(tasks_lib.iter_records(sources["mimic_cxr"])):
       if (tasks_lib.as_str(r.get("dicom_id", b"")) in dicoms
           or tasks_lib.as_str(r.get("view_position", b"")) not in views):
         continue
@@ -270,7 +270,7 @@ def region_mean_boxes(cfg: Mapping[str, Any], *, split: str = "train",
 
   def scan() -> np.ndarray:
     sums = np.zeros((len(tasks_lib.REGION_NAMES), 5))
-    for r in records:
+    for r in tasks_lib.iter_records(records):
       if tasks_lib.as_str(r["study_id"]) in excluded_studies:
         continue
       objects = r.get("objects") or {}

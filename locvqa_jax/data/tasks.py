@@ -275,6 +275,18 @@ def _image_keys(name: str) -> tuple[str, ...]:
   return ("main_image", "ref_image") if name == "mimic_diff_vqa" else ("image",)
 
 
+def iter_records(source: Sequence[Mapping[str, Any]],
+                 chunk: int = 256) -> Iterator[Mapping[str, Any]]:
+  """Every record of a random-access source in order, read `chunk` at a time where the source
+  supports batched reads (tfds array_record sources read those in parallel)."""
+  getitems = getattr(source, "__getitems__", None)
+  if getitems is None:
+    yield from (source[i] for i in range(len(source)))
+    return
+  for start in range(0, len(source), chunk):
+    yield from getitems(list(range(start, min(start + chunk, len(source)))))
+
+
 def iter_text_records(data_dir: str, config: str,
                       split: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
   """(dataset name, record without decoded images) for every built dataset's `split`."""
@@ -284,8 +296,8 @@ def iter_text_records(data_dir: str, config: str,
     except FileNotFoundError as e:
       print(f"skipping {name}: {e}")
       continue
-    for i in range(len(source)):
-      yield name, source[i]
+    for record in iter_records(source):
+      yield name, record
 
 
 def dataset_fingerprint(data_dir: str, name: str, config: str) -> list[Any]:
@@ -310,8 +322,7 @@ def vqa_eval_study_ids(data_dir: str, config: str, cache_dir: Optional[str] = No
   ids = set()
   for split in ("validation", "test"):
     source = open_split(data_dir, "mimic_diff_vqa", config, split, decode_images=False)
-    for i in range(len(source)):
-      r = source[i]
+    for r in iter_records(source):
       ids.add(as_str(r["study_id"]))
       ids.add(as_str(r["ref_id"]))
   if cache:

@@ -61,7 +61,7 @@ def _vqa_entries(records: Sequence[Mapping[str, Any]],
                  question_types: Sequence[str]) -> np.ndarray:
   keep = set(question_types or QUESTION_TYPES)
   rows = []
-  for i, r in enumerate(records):
+  for i, r in enumerate(tasks_lib.iter_records(records)):
     for k, qt in enumerate(r["questions"]["question_type"]):
       qt = tasks_lib.as_str(qt)
       if qt not in QUESTION_TYPES:
