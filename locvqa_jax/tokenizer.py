@@ -54,7 +54,8 @@ class Tokenizer:
                        f"({len(missing)} in all); train it with locvqa_jax.tokenizer.")
     self._special = frozenset(self.loc_ids) | frozenset(self.task_ids.values())
     self._loc_index = {t: k for k, t in enumerate(self.loc_ids)}
-    self._space_id = self._sp.piece_to_id("\u2581")
+    space = self._sp.piece_to_id("\u2581")
+    self._space_id = -1 if space == UNK_ID else space  # a vocabulary may lack the bare piece
 
   # -- construction and serialisation -------------------------------------------------------
 
