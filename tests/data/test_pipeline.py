@@ -1,7 +1,10 @@
 """Grain pipelines: batch contract, determinism, sharding, eval pass, resume, mixture, leakage."""
 
+import importlib.util
 import io
 import os
+import subprocess
+import sys
 
 import grain as grain_top
 import grain.python as grain
@@ -433,3 +436,44 @@ def test_vqa_from_built_dataset(built_dir, tok):
   assert len(batches) == 1 and batches[0]["row_index"].tolist() == [0, 1]
   np.testing.assert_allclose(batches[0]["main_image"][:, 0, 0, 0], 100 / 127.5 - 1, atol=1e-6)
   np.testing.assert_allclose(batches[0]["ref_image"][:, 0, 0, 0], 90 / 127.5 - 1, atol=1e-6)
+
+
+# -- the real builders on the synthetic generator's output --------------------------------------
+
+def test_end_to_end_on_synthetic_builds(tmp_path):
+  """Generator -> three builders -> tokenizer command -> both pipelines (skipped without the
+  builders)."""
+  if importlib.util.find_spec("tfds_builders.build") is None:
+    pytest.skip("tfds_builders.build is not importable")
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + sys.path))
+  raw, data_dir = str(tmp_path / "raw"), str(tmp_path / "built")
+  run = lambda *a: subprocess.run([sys.executable, "-m", *a], cwd=root, env=env, check=True,
+                                  capture_output=True, timeout=600)
+  run("locvqa_jax.data.synthetic", "--out", raw, "--patients", "8", "--seed", "0",
+      "--image-size", "128")
+  for name in tasks.DATASETS:
+    run("tfds_builders.build", name, f"--manual_dir={raw}", "--config=r128",
+        f"--data_dir={data_dir}")
+  run("locvqa_jax.tokenizer", "--data_dir", data_dir, "--config", "r128", "--out",
+      str(tmp_path / "tok.model"))
+  tok = tokenizer_lib.Tokenizer.from_file(str(tmp_path / "tok.model"))
+  cfg = tasks.pretrain_input_config()
+  cfg.data_dir = data_dir
+  excluded = tasks.vqa_eval_study_ids(data_dir, "r128")
+  assert excluded
+  sources = pipeline.open_pretrain_sources(cfg, "train")
+  index = pipeline.build_pretrain_index(sources, cfg, excluded)
+  assert not {tasks.as_str(index[k]["record"]["study_id"]) for k in range(len(index))} & excluded
+  batch = _take(pipeline.pretrain_loader(cfg, tok, split="train", global_batch_size=8,
+                                         train=True), 1)[0]
+  assert batch["image"].shape == (8, 128, 128, 1) and batch["text"].shape == (8, 196)
+  for row in np.nonzero(batch["task_id"] > 0)[0]:
+    np.testing.assert_allclose(tok.parse_box(batch["text"][row]), batch["box"][row],
+                               atol=1 / 2046 + 1e-6)
+    assert 0 <= batch["region_id"][row] < 36
+  vcfg = vqa_inputs.vqa_input_config()
+  vcfg.data_dir = data_dir
+  batches = list(vqa_inputs.vqa_loader(vcfg, tok, split="test", global_batch_size=4, train=False))
+  rows = np.concatenate([b["row_index"][b["valid"] > 0] for b in batches])
+  assert len(rows) == len(set(rows.tolist())) > 0
