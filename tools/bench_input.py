@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
+import sys
 import time
 
 import numpy as np
 from PIL import Image
 
+# Runs from a checkout without installing the package.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+# pylint: disable=wrong-import-position
 from locvqa_jax import tokenizer as tokenizer_lib
 from locvqa_jax.data import pipeline
 from locvqa_jax.data import tasks
