@@ -27,14 +27,13 @@ VARIANTS = {
 def _build(name):
   kwargs, side, channels = VARIANTS[name]
   model = vit.Model(**kwargs)
-  image = jax.random.uniform(jax.random.PRNGKey(1), (3, side, side, channels),
-                             minval=-1, maxval=1)
+  image = np.random.RandomState(1).uniform(-1, 1, (3, side, side, channels)).astype(np.float32)
   params = jax.jit(model.init)(jax.random.PRNGKey(0), image)["params"]
   # Perturb every parameter so zero/one-initialised biases and norms are tested too.
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.PRNGKey(2), len(leaves))
-  params = treedef.unflatten(
-      [p + 0.05 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+  rng = np.random.RandomState(2)
+  params = jax.tree.map(
+      lambda p: np.asarray(p) + np.float32(0.05) * rng.standard_normal(p.shape).astype(np.float32),
+      params)
   return kwargs, model, params, image, side
 
 
