@@ -67,3 +67,26 @@ def test_resolution_from_meta():
   assert tool._resolution({"config": {"input": {"res": "r224"}}}) == 224
   assert tool._resolution({"config": {"input": {"res": 448}}}) == 448
   assert tool._resolution({"config": {}}) is None
+
+
+def test_tool_on_a_workdir(tmp_path, encoder):
+  checkpointing = pytest.importorskip("locvqa_jax.checkpointing")
+  ml_collections = pytest.importorskip("ml_collections")
+  kwargs, params = encoder
+  workdir = str(tmp_path / "W")
+  config = ml_collections.ConfigDict(
+      {"model": {"encoder": kwargs}, "input": {"res": "r32"}})
+  ckpt = checkpointing.Checkpointer(workdir, async_save=False)
+  state = {"params": {"encoder": params, "decoder": {"w": np.ones((2,), np.float32)}},
+           "step": np.int32(3)}
+  ckpt.save(3, state, {"pos": 0}, checkpointing.make_meta(config, None, 3))
+  ckpt.close()
+  tool = _tool()
+  for fmt in ("hf", "npz"):
+    out = str(tmp_path / fmt)
+    assert tool.main(["--workdir", workdir, "--format", fmt, "--out", out]) == 0
+  _, back = hf_siglip.load_hf_encoder(str(tmp_path / "hf"))
+  from_npz = npz.load(str(tmp_path / "npz" / "encoder.npz"))
+  for key, value in npz.flatten(params).items():
+    np.testing.assert_array_equal(npz.flatten(back)[key], value, err_msg=key)
+    np.testing.assert_array_equal(npz.flatten(from_npz)[key], value, err_msg=key)
