@@ -56,21 +56,23 @@ _UNSUPPORTED_PARAMS = ("cls", "pre_logits", "head")
 _VISION_PREFIXES = ("", "vision_model.")
 
 _Fn = Callable[[np.ndarray], np.ndarray]
+# (our '/'-joined name, HF state-dict name, ours -> HF, HF -> ours)
+_Rule = tuple[str, str, _Fn, _Fn]
 
 
-def _linear_rules(ours: str, hf: str) -> list[tuple[str, str, _Fn, Any]]:
+def _linear_rules(ours: str, hf: str) -> list[_Rule]:
   """Dense kernel [in, out] <-> torch Linear weight [out, in]."""
   return [(f"{ours}/kernel", f"{hf}.weight", lambda a: a.T, lambda a: a.T),
           (f"{ours}/bias", f"{hf}.bias", lambda a: a, lambda a: a)]
 
 
-def _norm_rules(ours: str, hf: str) -> list[tuple[str, str, _Fn, Any]]:
+def _norm_rules(ours: str, hf: str) -> list[_Rule]:
   same = lambda a: a
   return [(f"{ours}/scale", f"{hf}.weight", same, same),
           (f"{ours}/bias", f"{hf}.bias", same, same)]
 
 
-def _attention_rules(ours: str, hf: str, heads: int) -> list[tuple[str, str, _Fn, Any]]:
+def _attention_rules(ours: str, hf: str, heads: int) -> list[_Rule]:
   """Flax MHDPA [D, H, d] / [H, d, D] kernels <-> torch [H*d, D] / [D, H*d] weights."""
   rules = []
   for name, proj in (("query", "q_proj"), ("key", "k_proj"), ("value", "v_proj")):
@@ -88,8 +90,8 @@ def _attention_rules(ours: str, hf: str, heads: int) -> list[tuple[str, str, _Fn
   return rules
 
 
-def _rules(depth: int, heads: int, map_head: bool) -> list[tuple[str, str, _Fn, Any]]:
-  """(our name, HF name, ours -> HF, HF -> ours) for every tensor except the MAP q/k/v."""
+def _rules(depth: int, heads: int, map_head: bool) -> list[_Rule]:
+  """Every tensor's rule except the MAP head's q/k/v, which HF stacks into one in_proj."""
   rules = [("embedding/kernel", "embeddings.patch_embedding.weight",
             lambda a: a.transpose(3, 2, 0, 1), lambda a: a.transpose(2, 3, 1, 0)),
            ("embedding/bias", "embeddings.patch_embedding.bias", lambda a: a, lambda a: a),
@@ -175,7 +177,8 @@ def vit_to_hf(vit_kwargs: Mapping[str, Any], params: Mapping[str, Any],
     raise ValueError(f"Unknown posemb {model.posemb!r}: use 'learn' or 'sincos2d'.")
   patch_h, patch_w = arch["patch_size"]
   if patch_h != patch_w:
-    raise ValueError(f"SiglipVisionModel needs square patches; got patch_size {(patch_h, patch_w)}.")
+    raise ValueError(
+        f"SiglipVisionModel needs square patches; got patch_size {(patch_h, patch_w)}.")
   width, heads = arch["width"], arch["num_heads"]
   image_size = _image_size(model.posemb, flat, patch_h, image_size)
   grid = image_size // patch_h

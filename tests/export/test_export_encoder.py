@@ -43,6 +43,7 @@ def test_npz_export_reloads_exactly(tmp_path, encoder):
 
 
 def test_main_hf_uses_the_runs_resolution(tmp_path, encoder, monkeypatch):
+  pytest.importorskip("safetensors")
   kwargs, params = encoder
   tool = _tool()
   calls = []
@@ -71,6 +72,7 @@ def test_resolution_from_meta():
 
 def test_tool_on_a_workdir(tmp_path, encoder):
   checkpointing = pytest.importorskip("locvqa_jax.checkpointing")
+  pytest.importorskip("safetensors")
   ml_collections = pytest.importorskip("ml_collections")
   kwargs, params = encoder
   workdir = str(tmp_path / "W")
