@@ -45,13 +45,13 @@ def _resolution(meta: Mapping[str, Any]) -> Optional[int]:
 
 
 def export(vit_kwargs: Mapping[str, Any], params: Any, fmt: str, out_dir: str,
-           image_size: Optional[int] = None) -> list[str]:
+           image_size: Optional[int] = None, rgb: bool = False) -> list[str]:
   """Writes the encoder in `fmt` ('hf' or 'npz') under out_dir; returns the written files."""
   if fmt not in FORMATS:
     raise ValueError(f"--format {fmt!r}: expected one of {FORMATS}.")
   os.makedirs(out_dir, exist_ok=True)
   if fmt == "hf":
-    hf_siglip.save(out_dir, vit_kwargs, params, image_size=image_size)
+    hf_siglip.save(out_dir, vit_kwargs, params, image_size=image_size, rgb=rgb)
     return [os.path.join(out_dir, "config.json"), os.path.join(out_dir, "model.safetensors")]
   npz_path = os.path.join(out_dir, "encoder.npz")
   npz.save(npz_path, jax.tree.map(np.asarray, params))
@@ -72,6 +72,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser.add_argument("--image_size", type=int, default=None,
                       help="input side for --format hf; default: the run's input.res, or the "
                            "learned position table's grid times the patch size")
+  parser.add_argument("--rgb", action="store_true",
+                      help="--format hf: 3-channel stem (1-channel kernel / 3, repeated) for "
+                           "pipelines that only feed RGB; feed gray as 3 identical channels")
   return parser.parse_args(argv)
 
 
@@ -81,7 +84,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   image_size = args.image_size
   if image_size is None and vit_kwargs.get("posemb", "learn") != "learn":
     image_size = res
-  for path in export(vit_kwargs, params, args.format, args.out, image_size=image_size):
+  if args.rgb and args.format != "hf":
+    raise SystemExit("--rgb applies to --format hf only.")
+  for path in export(vit_kwargs, params, args.format, args.out, image_size=image_size,
+                     rgb=args.rgb):
     print(f"wrote {path}")
   return 0
 

@@ -147,7 +147,8 @@ def _architecture(vit_kwargs: Mapping[str, Any]) -> tuple[vit.Model, dict[str, A
 
 
 def vit_to_hf(vit_kwargs: Mapping[str, Any], params: Mapping[str, Any],
-              image_size: Optional[int] = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+              image_size: Optional[int] = None,
+              rgb: bool = False) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
   """Converts a ViT encoder into a SiglipVisionConfig dict and a SiglipVisionModel state dict.
 
   Args:
@@ -155,6 +156,9 @@ def vit_to_hf(vit_kwargs: Mapping[str, Any], params: Mapping[str, Any],
     params: the vit.Model params (scanned or unscanned layout; arrays of any backend).
     image_size: square input side in pixels. Inferred from a learned pos_embedding
       (a square grid times the patch size); required for posemb='sincos2d'.
+    rgb: write a 3-channel stem for tools that only feed RGB: a 1-channel kernel is
+      repeated over 3 channels and divided by 3, so a gray image repeated to 3
+      identical channels gives the same tokens (up to float rounding).
 
   Returns:
     (config dict for `transformers.SiglipVisionConfig(**config)`, {HF name: float32
@@ -180,6 +184,8 @@ def vit_to_hf(vit_kwargs: Mapping[str, Any], params: Mapping[str, Any],
     raise ValueError(
         f"SiglipVisionModel needs square patches; got patch_size {(patch_h, patch_w)}.")
   width, heads = arch["width"], arch["num_heads"]
+  if rgb and flat["embedding/kernel"].shape[2] == 1:
+    flat["embedding/kernel"] = np.repeat(flat["embedding/kernel"], 3, axis=2) / 3
   image_size = _image_size(model.posemb, flat, patch_h, image_size)
   grid = image_size // patch_h
   if model.posemb == "sincos2d":
@@ -304,10 +310,13 @@ def hf_to_vit(config: Mapping[str, Any], state: Mapping[str, np.ndarray],
 
 
 def save(out_dir: str, vit_kwargs: Mapping[str, Any], params: Mapping[str, Any],
-         image_size: Optional[int] = None) -> dict[str, Any]:
-  """Writes `config.json` and `model.safetensors` of a SiglipVisionModel; returns the config."""
+         image_size: Optional[int] = None, rgb: bool = False) -> dict[str, Any]:
+  """Writes `config.json` and `model.safetensors` of a SiglipVisionModel; returns the config.
+
+  Arguments as `vit_to_hf`; `out_dir` is created if needed.
+  """
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
-  config, state = vit_to_hf(vit_kwargs, params, image_size)
+  config, state = vit_to_hf(vit_kwargs, params, image_size, rgb)
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "config.json"), "w") as f:
     json.dump(config, f, indent=2, sort_keys=True)

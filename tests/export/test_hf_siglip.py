@@ -92,6 +92,23 @@ def test_import_is_exact_inverse(exported):
   assert model.resolved() == resolved
 
 
+def test_rgb_stem_gives_the_same_tokens_on_repeated_gray(tmp_path):
+  kwargs, model, params, image, _ = _build("micro16_learn_gray")
+  config = hf_siglip.save(str(tmp_path), kwargs, params, rgb=True)
+  assert config["num_channels"] == 3
+  hf_model = transformers.SiglipVisionModel.from_pretrained(str(tmp_path)).eval()
+  _, out = jax.jit(model.apply)({"params": params}, image)
+  rgb = np.repeat(image.transpose(0, 3, 1, 2), 3, axis=1)
+  with torch.no_grad():
+    tokens = hf_model(pixel_values=torch.from_numpy(rgb)).last_hidden_state.numpy()
+  np.testing.assert_allclose(tokens, np.asarray(out["encoded"]), atol=2e-5, rtol=0)
+  # Back into the 1-channel model: the RGB stem is summed over channels.
+  from locvqa_jax.models import init_from  # pylint: disable=g-import-not-at-top
+  loaded = init_from.load_encoder_weights(str(tmp_path), params)
+  np.testing.assert_allclose(loaded["embedding"]["kernel"], params["embedding"]["kernel"],
+                             atol=1e-7, rtol=0)
+
+
 def test_import_two_tower_folder(tmp_path):
   vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                 num_attention_heads=2, image_size=16, patch_size=8, num_channels=3)
