@@ -1,6 +1,7 @@
 """HF SigLIP export/import: strict loading, numerical match with the JAX ViT, exact round trip."""
 
 import json
+import os
 
 import jax
 import numpy as np
@@ -155,3 +156,25 @@ def test_config_json_is_plain_siglip(exported):
   assert config["model_type"] == "siglip_vision_model"
   assert config["architectures"] == ["SiglipVisionModel"]
   assert config[hf_siglip.META_KEY]["posemb"] == exported["kwargs"]["posemb"]
+
+
+def test_docs_pytorch_example(tmp_path):
+  """docs/export.md's example letterboxes like the pipeline and reproduces the JAX tokens."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from locvqa_jax.data import letterbox  # pylint: disable=g-import-not-at-top
+  kwargs, model, params, _, _ = _build("micro16_learn_gray")
+  hf_siglip.save(str(tmp_path / "hf"), kwargs, params)
+  gray = (np.random.RandomState(3).rand(45, 26) * 255).astype(np.uint8)
+  Image.fromarray(gray).save(tmp_path / "cxr.png")
+  doc = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "export.md")
+  with open(doc) as f:
+    example = f.read().split("```python\n")[1].split("```")[0]
+  example = example.replace('"W/export/hf"', repr(str(tmp_path / "hf")))
+  example = example.replace('"cxr.png"', repr(str(tmp_path / "cxr.png")))
+  scope = {}
+  exec(example, scope)  # pylint: disable=exec-used
+  np.testing.assert_array_equal(np.asarray(scope["canvas"]), letterbox.letterbox(gray, 32))
+  image = np.asarray(letterbox.letterbox(gray, 32), np.float32)[None, :, :, None] / 127.5 - 1
+  _, out = model.apply({"params": params}, image)
+  np.testing.assert_allclose(scope["tokens"].numpy(), np.asarray(out["encoded"]), atol=2e-5,
+                             rtol=0)
