@@ -28,7 +28,7 @@ in HF otherwise). Our MLP uses flax's `nn.gelu` (tanh approximation), which is H
 
 Pre-processing is the project's: grayscale image letterboxed to the square
 `image_size` (longest side resized, centred, zero padded), values in [-1, 1]
-(x / 127.5 - 1), fed as a [B, C, H, W] float tensor with C the stem's channels
+(x * 2 / 255 - 1), fed as a [B, C, H, W] float tensor with C the stem's channels
 (1 for this project's encoders; HF's `num_channels` supports that directly).
 """
 
