@@ -28,6 +28,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 ITEMS = ("state", "data_iter", "meta")
+
+
+def _item_handlers() -> dict[str, ocp.CheckpointHandler]:
+  return {"state": ocp.StandardCheckpointHandler(), "data_iter": ocp.JsonCheckpointHandler(),
+          "meta": ocp.JsonCheckpointHandler()}
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy",
              "ml-collections", "sentencepiece", "tensorflow-datasets")
 
@@ -113,7 +118,8 @@ class Checkpointer:
     self.directory = checkpoint_dir(workdir, best)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save)
-    self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+    self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                         item_handlers=_item_handlers())
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -153,7 +159,7 @@ def _resolve(workdir: str, step: int | None) -> tuple[ocp.CheckpointManager, int
   directory = checkpoint_dir(workdir)
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"no checkpoints in {directory}")
-  manager = ocp.CheckpointManager(directory, item_names=ITEMS)
+  manager = ocp.CheckpointManager(directory, item_handlers=_item_handlers())
   steps = list(manager.all_steps())
   if not steps:
     raise FileNotFoundError(f"no checkpoints in {directory}")
@@ -173,9 +179,12 @@ def load_meta(workdir: str, step: int | None = None) -> dict[str, Any]:
 def load_params(workdir: str, step: int | None = None) -> tuple[dict[str, Any], Any]:
   """(meta, params as numpy arrays on the host) of a checkpoint (latest if step is None)."""
   manager, step = _resolve(workdir, step)
+  tree = manager.item_metadata(step)["state"]
+  # Host numpy targets: the saved shardings may name devices this process does not have.
+  target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), tree)
   out = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.PyTreeRestore(), meta=ocp.args.JsonRestore()))
-  return out["meta"], jax.tree.map(np.asarray, out["state"]["params"])
+      state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+  return out["meta"], out["state"]["params"]
 
 
 def load_encoder(workdir: str,

@@ -28,17 +28,33 @@ class ConfigError(ValueError):
   """A config file, argument or override that cannot be applied."""
 
 
+def _is_subsequence(short: str, long: str) -> bool:
+  it = iter(long)
+  return all(ch in it for ch in short)
+
+
+def _leaf_score(query: str, candidate: str) -> float:
+  """Similarity of two key names; abbreviations ('lr' for 'learning_rate') count as close."""
+  score = difflib.SequenceMatcher(None, query, candidate).ratio()
+  initials = "".join(word[:1] for word in candidate.split("_"))
+  if query == initials:
+    score = max(score, 0.9)
+  elif _is_subsequence(query, candidate):
+    score = max(score, 0.6)
+  return score
+
+
 def _suggest(name: str, candidates: Iterable[str]) -> str:
-  candidates = list(candidates)
-  close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
-  if not close:
-    # Typos in a parent key ('optim.lr' for 'optax.learning_rate') are often closer to the leaf.
-    leaf = name.rsplit(".", 1)[-1]
-    by_leaf = {c.rsplit(".", 1)[-1]: c for c in candidates}
-    close = [by_leaf[m] for m in difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.5)]
-  if not close:
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.0)
-  return f" -- did you mean '{close[0]}'?" if close else ""
+  """' -- did you mean 'x'?' for the candidate closest to name in parent path and leaf."""
+  parent, _, leaf = name.rpartition(".")
+  best, best_score = None, 0.4
+  for cand in candidates:
+    c_parent, _, c_leaf = cand.rpartition(".")
+    score = (0.5 * difflib.SequenceMatcher(None, parent, c_parent).ratio()
+             + 0.5 * _leaf_score(leaf, c_leaf))
+    if score > best_score:
+      best, best_score = cand, score
+  return f" -- did you mean '{best}'?" if best else ""
 
 
 def _parse_literal(text: str) -> Any:
@@ -131,14 +147,16 @@ def load_config_file(spec: str) -> ConfigDict:
   return config
 
 
-def flat_keys(config: ConfigDict, prefix: str = "") -> list[str]:
-  """All dotted keys of a config, nested ones included ('optax.b1', 'optax', ...)."""
+def flat_keys(config: ConfigDict, prefix: str = "", leaves_only: bool = False) -> list[str]:
+  """All dotted keys of a config ('optax', 'optax.b1', ...); only values if leaves_only."""
   keys = []
   for key, value in config.items():
     full = f"{prefix}{key}"
-    keys.append(full)
-    if isinstance(value, ConfigDict):
-      keys.extend(flat_keys(value, full + "."))
+    is_dict = isinstance(value, ConfigDict)
+    if not (is_dict and leaves_only):
+      keys.append(full)
+    if is_dict:
+      keys.extend(flat_keys(value, full + ".", leaves_only))
   return keys
 
 
@@ -153,7 +171,7 @@ def apply_override(config: ConfigDict, key: str, raw: str) -> None:
   node = config
   for i, part in enumerate(parts):
     if not isinstance(node, ConfigDict) or part not in node:
-      known = ["config." + k for k in flat_keys(config)]
+      known = ["config." + k for k in flat_keys(config, leaves_only=True)]
       raise ConfigError(f"unknown config key 'config.{key}'{_suggest('config.' + key, known)}")
     if i < len(parts) - 1:
       node = node[part]

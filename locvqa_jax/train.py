@@ -127,7 +127,7 @@ def build_trainer(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
     grads, aux = optim.accumulate_gradients(grad_fn, state["params"], batch, step_rng, accum)
     updates, opt = tx.update(grads, state["opt"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    metrics = {"train/loss": aux["loss"] / accum, "train/grad_norm": optax.global_norm(grads),
+    metrics = {"train/loss": aux["loss"] / accum, "train/grad_norm": optax.tree.norm(grads),
                "train/lr": schedule(state["step"]),
                "train/loss_per_task": aux["loss_sum_per_task"] /
                                       jnp.maximum(aux["count_per_task"], 1.0),

@@ -54,7 +54,7 @@ class Model(nn.Module):
   encoder: dict | None = None
 
   def setup(self):
-    self.enc = _Encoder(self.width, name="encoder")
+    self.enc = _Encoder(self.encoder["width"], name="encoder")
     self.dec = _Decoder(self.width, self.vocab_size, name="decoder")
 
   def __call__(self, image, text, mask_ar, *, train=False, mask_tokens=None):
@@ -142,7 +142,7 @@ def make_config(**overrides) -> ml_collections.ConfigDict:
   """A full trainer config around the tiny model; keyword overrides use dotted keys ('input.x')."""
   c = ml_collections.ConfigDict()
   c.model_name = "trainer_fixture"
-  c.model = dict(vocab_size=VOCAB, width=16)
+  c.model = dict(vocab_size=VOCAB, width=16, encoder=dict(width=16))
   c.input = dict(pipeline="trainer_fixture", batch_size=8, sigterm_at_batch=0, nan_at_batch=0)
   c.loss = dict(name="captioning", masked_pred_prob=0.25, masking_ratio=1.0,
                 num_tasks=len(TASKS), task_names=TASKS)

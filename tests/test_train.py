@@ -1,0 +1,96 @@
+"""The trainer on the tiny fixture: sharded step, resume after SIGTERM, NaN stop, CLI errors."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import trainer_fixture as fx
+from locvqa_jax import checkpointing
+from locvqa_jax import sharding
+from locvqa_jax import train
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+  """An uninterrupted 6-step run shared by the tests of this module."""
+  workdir = str(tmp_path_factory.mktemp("full"))
+  out = train.train_and_evaluate(fx.make_config(), workdir)
+  return workdir, out
+
+
+def _one_step(config, devices):
+  mesh = sharding.make_mesh(config.mesh, devices=devices)
+  batch = fx._batch(np.random.default_rng(0), config.input.batch_size)
+  trainer = train.build_trainer(config, mesh, batch)
+  state = trainer.init_state(jax.random.PRNGKey(0))
+  state, metrics = trainer.update_step(state, sharding.make_global_batch(batch, mesh))
+  return jax.device_get(state["params"]), jax.device_get(metrics)
+
+
+def test_fsdp_on_8_devices_matches_one_device():
+  config8 = fx.make_config(mesh=[("data", 2), ("fsdp", 4)])
+  config1 = fx.make_config(mesh=[("data", 1), ("fsdp", 1)])
+  params8, metrics8 = _one_step(config8, jax.devices())
+  params1, metrics1 = _one_step(config1, jax.devices()[:1])
+  np.testing.assert_allclose(metrics8["train/loss"], metrics1["train/loss"], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               params8, params1)
+
+
+def test_params_are_sharded_over_fsdp():
+  config = fx.make_config(mesh=[("data", 2), ("fsdp", 4)])
+  mesh = sharding.make_mesh(config.mesh)
+  trainer = train.build_trainer(config, mesh, fx._batch(np.random.default_rng(0), 8))
+  specs = jax.tree.map(lambda s: tuple(s.spec), trainer.state_shardings["params"])
+  assert specs["decoder"]["head"]["kernel"] == ("fsdp", None)  # [16, 33]: only 16 splits by 4.
+  opt_specs = [tuple(s.spec) for s in jax.tree.leaves(trainer.state_shardings["opt"])]
+  assert ("fsdp", None) in opt_specs  # Adam moments follow the parameter rules.
+
+
+def test_training_writes_metrics_checkpoints_and_curves(full_run):
+  workdir, out = full_run
+  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert [r["step"] for r in rows] == [2, 4, 6]
+  assert {"train/loss", "train/lr", "train/loss_cap", "train/loss_caref"} <= set(rows[-1])
+  assert sorted(checkpointing.Checkpointer(workdir).all_steps()) == [3, 6]
+  assert os.path.exists(os.path.join(workdir, "training_curves.png"))
+  assert os.listdir(os.path.join(workdir, "tb"))
+
+
+def test_killed_run_resumes_to_the_same_parameters(full_run, tmp_path):
+  full_dir, _ = full_run
+  workdir = str(tmp_path)
+  out = train.train_and_evaluate(fx.make_config(**{"input.sigterm_at_batch": 5}), workdir)
+  assert out["preempted_at"] == 5
+  assert checkpointing.Checkpointer(workdir).latest_step() == 5
+  train.train_and_evaluate(fx.make_config(), workdir)
+  _, resumed = checkpointing.load_params(workdir)
+  _, uninterrupted = checkpointing.load_params(full_dir)
+  jax.tree.map(np.testing.assert_array_equal, resumed, uninterrupted)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_last_good(tmp_path):
+  config = fx.make_config(**{"input.nan_at_batch": 5})
+  with pytest.raises(train.NonFiniteLossError,
+                     match=r"training loss is nan at step 5.*last good checkpoint is step 3"):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert checkpointing.Checkpointer(str(tmp_path)).all_steps() == [3]
+
+
+def test_cli_rejects_unknown_key_with_suggestion(tmp_path, capsys):
+  config_file = tmp_path / "c.py"
+  config_file.write_text("import trainer_fixture\n"
+                         "def get_config(arg=None):\n"
+                         "  c = trainer_fixture.make_config()\n"
+                         "  c.unlock()\n"
+                         "  return c\n")
+  with pytest.raises(SystemExit) as e:
+    train.main(["--config", str(config_file), "--workdir", str(tmp_path / "w"),
+                "--config.total_step=3"])
+  assert e.value.code == 2
+  assert "unknown config key 'config.total_step' -- did you mean 'config.total_steps'?" in (
+      capsys.readouterr().err)
+  assert not os.path.exists(tmp_path / "w")
