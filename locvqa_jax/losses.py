@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+PAD_ID = 0  # CONTRACTS C.
 LossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
 _REGISTRY: dict[str, LossFn] = {}
 
@@ -66,19 +67,20 @@ def captioning(model: Any, module: Any, params: Any, batch: dict[str, jax.Array]
   batch: image [B, R, R, 1]; text, mask_ar, mask_loss [B, L]; task_id [B].
   Model input is text[:, :-1]; targets text[:, 1:] weighted by mask_loss[:, 1:]. In training,
   with probability config.loss.masked_pred_prob an example's suffix inputs are replaced by [MASK]
-  and attend bidirectionally; with masking_ratio < 1 only masked positions keep loss weight.
+  (id config.vocab_size) and attend bidirectionally, by the model module's
+  `parallel_prediction_inputs`; with masking_ratio < 1 only masked positions keep loss weight.
   """
   pp_rng, dropout_rng = jax.random.split(rng)
-  inputs, targets = batch["text"][:, :-1], batch["text"][:, 1:]
-  mask_ar, weights = batch["mask_ar"][:, :-1], batch["mask_loss"][:, 1:]
-  kwargs = {}
   if train and config.loss.masked_pred_prob > 0:
-    inputs, mask_ar, weights, mask_tokens = module.parallel_prediction_inputs(
-        pp_rng, inputs, mask_ar, weights,
-        masked_pred_prob=config.loss.masked_pred_prob,
-        masking_ratio=config.loss.masking_ratio,
-        mask_id=config.model.vocab_size)
-    kwargs["mask_tokens"] = mask_tokens
+    inputs, mask_ar, weights = module.parallel_prediction_inputs(
+        pp_rng, batch["text"], batch["mask_ar"], batch["mask_loss"], mask_id=config.vocab_size,
+        masked_pred_prob=config.loss.masked_pred_prob, masking_ratio=config.loss.masking_ratio)
+  else:
+    inputs, mask_ar = batch["text"][:, :-1], batch["mask_ar"][:, :-1]
+    weights = batch["mask_loss"][:, 1:]
+  targets = batch["text"][:, 1:]
+  # Padding keys must stay hidden when parallel prediction makes the whole row bidirectional.
+  kwargs = {"mask_tokens": (batch["text"][:, :-1] != PAD_ID).astype(jnp.int32)}
   logits, _ = model.apply({"params": params}, batch["image"], inputs, mask_ar, train=train,
                           rngs={"dropout": dropout_rng} if train else {}, **kwargs)
   per_example = weighted_token_xent(logits, targets, weights)

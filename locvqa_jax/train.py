@@ -34,13 +34,14 @@ import optax
 from locvqa_jax import checkpointing
 from locvqa_jax import config as config_lib
 from locvqa_jax import evaluators
+from locvqa_jax import inputs
 from locvqa_jax import losses
 from locvqa_jax import metrics_log
 from locvqa_jax import optim
 from locvqa_jax import sharding
 
 REQUIRED_KEYS = (
-    "model_name", "model", "input.pipeline", "input.batch_size", "loss.name", "evals", "seed",
+    "vocab_size", "tokenizer", "model_name", "model", "input.pipeline", "input.batch_size", "loss.name", "evals", "seed",
     "total_steps", "log_every_steps", "ckpt_every_steps", "keep_ckpts", "best.metric",
     "best.mode", "mesh", "sharding_rules", "lr", "wd", "wd_mask", "optax", "schedule",
     "grad_clip_norm", "frozen", "lr_mults", "grad_accum_steps", "distributed.enabled")
@@ -146,6 +147,17 @@ def build_trainer(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
       num_params=sum(int(np.prod(x.shape)) for x in jax.tree.leaves(param_shapes)))
 
 
+def _set_vocab_size(config: ml_collections.ConfigDict, vocab_size: int) -> None:
+  """Fills config.vocab_size from the tokenizer (model fields refer to it by FieldReference)."""
+  if config.vocab_size is None:
+    with config.unlocked():
+      config.vocab_size = int(vocab_size)
+  elif config.vocab_size != vocab_size:
+    raise ValueError(f"config.vocab_size={config.vocab_size} but the tokenizer "
+                     f"({config.tokenizer}) has {vocab_size} ids; leave config.vocab_size None to "
+                     "take the tokenizer's")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (or resumes) in `workdir`; returns the last train and eval metrics."""
   config_lib.check_required(config, REQUIRED_KEYS, "locvqa_jax.train")
@@ -163,12 +175,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   mesh = sharding.make_mesh(config.mesh)
 
   # ------------------------------------------------------------------ input
-  pipeline = import_by_name(config.input.pipeline, "data")
-  tokenizer = pipeline.build_tokenizer(config.input)
-  local_bs = sharding.local_batch_size(config.input.batch_size, mesh)
-  train_iter = pipeline.make_train_iterator(
-      config.input, tokenizer=tokenizer, batch_size=local_bs, seed=config.seed,
-      process_index=jax.process_index(), process_count=jax.process_count())
+  source = inputs.get(config.input.pipeline)
+  tokenizer = source.build_tokenizer(config)
+  _set_vocab_size(config, tokenizer.vocab_size)
+  sharding.local_batch_size(config.input.batch_size, mesh)  # Fails early on a bad batch size.
+  train_iter = source.train_iterator(config, tokenizer, global_batch_size=config.input.batch_size,
+                                     seed=config.seed)
   ckpt = checkpointing.Checkpointer(workdir, max_to_keep=config.keep_ckpts)
   resume_step = ckpt.latest_step()
   if resume_step is not None:
@@ -198,7 +210,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   # ------------------------------------------------------------------ eval
   evals = {name: evaluators.get(cfg.type).Evaluator(
-      config=config, eval_config=cfg, model=model, module=module, pipeline=pipeline,
+      config=config, eval_config=cfg, model=model, module=module, source=source,
       tokenizer=tokenizer, mesh=mesh) for name, cfg in config.evals.items()}
   best = _BestTracker(workdir, config.best, evals) if config.best.metric else None
 

@@ -62,25 +62,24 @@ class Model(nn.Module):
     return self.dec(self.enc(image), text, mask_ar), {}
 
 
-def parallel_prediction_inputs(rng, inputs, mask_ar, weights, *, masked_pred_prob, masking_ratio,
-                               mask_id):
-  """Masks every suffix input of a random subset of examples (CapPa)."""
+def parallel_prediction_inputs(rng, text, mask_ar, mask_loss, *, mask_id, masked_pred_prob,
+                               masking_ratio):
+  """Masks every suffix input of a random subset of examples (CapPa); returns [B, L-1] arrays."""
   del masking_ratio
-  pick = jax.random.bernoulli(rng, masked_pred_prob, (inputs.shape[0], 1))
-  masked = pick & (mask_ar > 0)
-  return jnp.where(masked, mask_id, inputs), jnp.where(pick, 0, mask_ar), weights, masked
+  pick = jax.random.bernoulli(rng, masked_pred_prob, (text.shape[0], 1))
+  text_in = jnp.where(pick & (mask_ar > 0), mask_id, text)[:, :-1]
+  return text_in, jnp.where(pick, 0, mask_ar)[:, :-1], mask_loss[:, 1:].astype(jnp.float32)
 
 
 class _Tokenizer:
   vocab_size = VOCAB
+  loc_ids = list(range(16, 32))  # 16 location bins.
+
+  def decode(self, ids):
+    return " ".join(f"w{i}" for i in ids)
 
   def to_bytes(self) -> bytes:
     return b"tiny-tokenizer-model"
-
-
-def build_tokenizer(input_config):
-  del input_config
-  return _Tokenizer()
 
 
 def _batch(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -125,24 +124,35 @@ class _Iterator:
     self.index = state["index"]
 
 
-def make_train_iterator(input_config, *, tokenizer, batch_size, seed, process_index,
-                        process_count):
-  del tokenizer, process_count
-  return _Iterator(input_config, batch_size, seed, process_index)
+def build_tokenizer(config):
+  del config
+  return _Tokenizer()
 
 
-def make_eval_batches(input_config, split, *, tokenizer, batch_size, process_index,
-                      process_count):
-  del input_config, tokenizer, process_count
-  rng = np.random.default_rng((99, process_index, len(split)))
-  return [_batch(rng, batch_size) for _ in range(2)]
+def train_iterator(config, tokenizer, *, global_batch_size, seed):
+  del tokenizer
+  return _Iterator(config.input, global_batch_size // jax.process_count(), seed,
+                   jax.process_index())
+
+
+def eval_batches(config, tokenizer, *, split, global_batch_size):
+  del config, tokenizer
+  rng = np.random.default_rng((99, jax.process_index(), len(split)))
+  batches = [_batch(rng, global_batch_size // jax.process_count()) for _ in range(2)]
+  for b in batches:
+    b["valid"] = np.ones(b["task_id"].shape, np.int32)
+  batches[-1]["valid"][-3:] = 0
+  return batches
 
 
 def make_config(**overrides) -> ml_collections.ConfigDict:
   """A full trainer config around the tiny model; keyword overrides use dotted keys ('input.x')."""
   c = ml_collections.ConfigDict()
+  c.vocab_size = ml_collections.FieldReference(None, field_type=int)
+  c.tokenizer = ""
   c.model_name = "trainer_fixture"
-  c.model = dict(vocab_size=VOCAB, width=16, encoder=dict(width=16))
+  c.model = dict(width=16, encoder=dict(width=16))
+  c.model.vocab_size = c.get_ref("vocab_size")
   c.input = dict(pipeline="trainer_fixture", batch_size=8, sigterm_at_batch=0, nan_at_batch=0)
   c.loss = dict(name="captioning", masked_pred_prob=0.25, masking_ratio=1.0,
                 num_tasks=len(TASKS), task_names=TASKS)
