@@ -156,7 +156,9 @@ class Evaluator:
       if "gcap" in t_ids:
         prefix_len = np.where(task == t_ids["gcap"], first_suffix + 4, prefix_len)
       prefix_len = np.maximum(prefix_len, 1).astype(np.int32)
-      prefix = np.where(np.arange(text.shape[1])[None] < prefix_len[:, None], text, 0)
+      # Prefix width bucketed to 16 so the jitted decode compiles for few shapes.
+      width = min(text.shape[1], -(-int(prefix_len.max()) // 16) * 16)
+      prefix = np.where(np.arange(width)[None] < prefix_len[:, None], text[:, :width], 0)
       local = slice(jax.process_index() * len(batch["task_id"]),
                     (jax.process_index() + 1) * len(batch["task_id"]))
       g = sharding.make_global_batch(
