@@ -42,7 +42,7 @@ def _env(devices: int) -> dict[str, str]:
   return env
 
 
-def _random_batch(config, global_batch: int, vocab_size: int):
+def random_batch(config, global_batch: int, vocab_size: int):
   """A fixed CONTRACTS D batch with the config's shapes (same on every process)."""
   import numpy as np
   rng = np.random.default_rng(1234)
@@ -75,7 +75,7 @@ def run_step(args, process_id: int | None) -> dict:
     config.vocab_size = args.vocab_size
   mesh = sharding.make_mesh(config.mesh)
   global_batch = args.batch_size
-  batch = _random_batch(config, global_batch, args.vocab_size)
+  batch = random_batch(config, global_batch, args.vocab_size)
   n = global_batch // jax.process_count()
   local = {k: v[jax.process_index() * n:(jax.process_index() + 1) * n] for k, v in batch.items()}
   trainer = train.build_trainer(config, mesh, local)
