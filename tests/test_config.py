@@ -76,3 +76,42 @@ def test_missing_required_keys_are_listed(config_file):
   c = config_lib.load_config(config_file)
   with pytest.raises(config_lib.ConfigError, match="'config.mesh', 'config.optax.b2'"):
     config_lib.check_required(c, ["res", "mesh", "optax.b2"], "trainer")
+
+
+def _pretrain(arg: str = ""):
+  return config_lib.load_config("configs/pretrain_locca.py" + (f":{arg}" if arg else ""))
+
+
+def test_pretrain_config_defaults_are_the_micro_smoke_size():
+  c = _pretrain()
+  assert c.model_name == "cappa" and c.model.encoder.variant == "micro"
+  assert c.input.res == "r128" and c.input.tasks == ("cap", "aref", "gcap", "caref")
+  assert c.loss.masked_pred_prob == 0.25 and c.loss.masking_ratio == 1.0
+  assert c.loss.task_names == c.input.tasks
+  assert c.best.metric.startswith("val/") and c.evals.val.split == "validation"
+
+
+def test_pretrain_config_vocab_size_is_shared_by_reference():
+  c = _pretrain("runlocal")
+  with c.unlocked():
+    c.vocab_size = 1234
+  assert c.model.decoder.vocab_size == 1234
+  assert c.model.decoder.max_len >= c.input.text_len + c.evals.val.max_decode_len
+
+
+def test_pretrain_config_arguments_and_presets():
+  c = _pretrain("variant=B/16,res=224,tasks=caref+aref,masked_pred_prob=0.5")
+  assert c.model.encoder.variant == "B/16" and c.input.res == "r224"
+  assert c.input.tasks == ("caref", "aref") and c.loss.num_tasks == 2
+  assert c.loss.masked_pred_prob == 0.5
+  p = _pretrain("preset=paper")
+  assert p.model.encoder.variant == "So400m/14" and p.input.res == "r448"
+  assert (p.model.decoder.num_layers, p.model.decoder.emb_dim) == (12, 768)
+  assert (p.lr, p.optax.b1, p.optax.b2, p.wd, p.input.batch_size) == (1e-4, 0.9, 0.95, 1e-2, 32)
+  assert p.model.encoder.dtype_mm == "bfloat16" and p.model.decoder.remat_policy != "none"
+  assert p.grad_accum_steps > 1 and p.loss.masked_pred_prob == 0.25
+  b = _pretrain("preset=b16")
+  assert b.model.encoder.variant == "B/16" and b.model.decoder.num_layers == 6
+  assert b.loss.masked_pred_prob == 0.75
+  with pytest.raises(ValueError, match="preset='huge'"):
+    _pretrain("preset=huge")

@@ -94,3 +94,19 @@ def test_cli_rejects_unknown_key_with_suggestion(tmp_path, capsys):
   assert "unknown config key 'config.total_step' -- did you mean 'config.total_steps'?" in (
       capsys.readouterr().err)
   assert not os.path.exists(tmp_path / "w")
+
+
+@pytest.mark.slow
+def test_two_processes_agree_on_a_step():
+  """tools/multihost_check.py: 2 jax.distributed CPU processes vs one process (minutes)."""
+  import subprocess
+  import sys
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, os.path.join(repo, "tools", "multihost_check.py")],
+                       capture_output=True, text=True, timeout=900, cwd=repo)
+  assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+  lines = out.stdout.splitlines()
+  assert lines[-1] == "agree"
+  rows = [l.split() for l in lines if l.startswith(("process", "reference"))]
+  # Columns from the right: sum, loss, the mesh dict (4 words), local devices, global devices.
+  assert len(rows) == 3 and all(r[-7] == "4" for r in rows)
