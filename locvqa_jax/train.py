@@ -191,7 +191,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   # ------------------------------------------------------------------ model, optimizer, update step
   trainer = build_trainer(config, mesh, first_batch)
-  model, module, state_shardings = trainer.model, trainer.module, trainer.state_shardings
+  model, module = trainer.model, trainer.module
   if is_main:
     logging.info("model %s: %s parameters", config.model_name, f"{trainer.num_params:,}")
 
@@ -339,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--workdir", required=True, help="output and resume directory")
   args = parser.parse_args(rest)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+  # orbax logs every save step by step at INFO through absl.
+  logging.getLogger("absl").setLevel(logging.WARNING)
   try:
     config = config_lib.load_config(args.config, overrides)
   except config_lib.ConfigError as e:
