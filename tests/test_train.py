@@ -40,6 +40,18 @@ def test_fsdp_on_8_devices_matches_one_device():
                params8, params1)
 
 
+def test_gradient_accumulation_matches_one_big_step():
+  devices = jax.devices()[:2]
+  one = fx.make_config(mesh=[("data", 2), ("fsdp", 1)], **{"loss.masked_pred_prob": 0.0})
+  two = fx.make_config(mesh=[("data", 2), ("fsdp", 1)], grad_accum_steps=2,
+                       **{"loss.masked_pred_prob": 0.0})
+  params1, metrics1 = _one_step(one, devices)
+  params2, metrics2 = _one_step(two, devices)
+  np.testing.assert_allclose(metrics2["train/loss"], metrics1["train/loss"], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               params2, params1)
+
+
 def test_params_are_sharded_over_fsdp():
   config = fx.make_config(mesh=[("data", 2), ("fsdp", 4)])
   mesh = sharding.make_mesh(config.mesh)

@@ -148,7 +148,7 @@ def eval_batches(config, tokenizer, *, split, global_batch_size):
 def make_config(**overrides) -> ml_collections.ConfigDict:
   """A full trainer config around the tiny model; keyword overrides use dotted keys ('input.x')."""
   c = ml_collections.ConfigDict()
-  c.vocab_size = ml_collections.FieldReference(None, field_type=int)
+  c.vocab_size = ml_collections.FieldReference(VOCAB, field_type=int)
   c.tokenizer = ""
   c.model_name = "trainer_fixture"
   c.model = dict(width=16, encoder=dict(width=16))

@@ -32,7 +32,6 @@ def test_evaluator_on_fixture(tmp_path):
   config = fx.make_config(**{"evals": {"val": dict(
       type="pretrain", split="validation", every_steps=0, batch_size=8, max_batches=0,
       decode=False, max_decode_len=5, baseline_batches=2, num_samples=2)}})
-  train._set_vocab_size(config, fx.VOCAB)
   mesh = sharding.make_mesh(config.mesh)
   batch = fx._batch(np.random.default_rng(0), 8)
   trainer = train.build_trainer(config, mesh, batch)
