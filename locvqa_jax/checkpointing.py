@@ -14,6 +14,7 @@ The checkpoint chosen on validation (never on test) lives beside it in `W/checkp
 from __future__ import annotations
 
 import base64
+import importlib
 import importlib.metadata
 import json
 import logging
@@ -200,10 +201,18 @@ def load_encoder(workdir: str,
   """
   meta, params = load_params(workdir, step)
   model_config = meta["config"].get("model", {})
-  if "encoder" not in model_config or "encoder" not in params:
-    raise KeyError(f"checkpoint in {checkpoint_dir(workdir)} has no encoder: config.model keys "
-                   f"{sorted(model_config)}, params keys {sorted(params)}")
-  return ml_collections.ConfigDict(model_config["encoder"]), params["encoder"]
+  if "encoder" not in params:
+    raise KeyError(f"checkpoint in {checkpoint_dir(workdir)} has no params['encoder']; params "
+                   f"keys {sorted(params)}")
+  encoder = dict(model_config.get("encoder") or {})
+  preset = model_config.get("preset")
+  if preset:  # Resolve the model's named preset so the returned config is complete.
+    module = importlib.import_module(f"locvqa_jax.models.{meta['config']['model_name']}")
+    encoder = {**module.PRESETS[preset]["encoder"], **encoder}
+  if not encoder:
+    raise KeyError(f"checkpoint in {checkpoint_dir(workdir)} has no config.model.encoder; "
+                   f"config.model keys {sorted(model_config)}")
+  return ml_collections.ConfigDict(encoder), params["encoder"]
 
 
 def load_tokenizer_bytes(workdir: str, step: int | None = None) -> bytes:
