@@ -122,3 +122,41 @@ def test_two_processes_agree_on_a_step():
   rows = [l.split() for l in lines if l.startswith(("process", "reference"))]
   # Columns from the right: sum, loss, the mesh dict (4 words), local devices, global devices.
   assert len(rows) == 3 and all(r[-7] == "4" for r in rows)
+
+
+def _cappa_batch(config, n, seed=0):
+  """Random CONTRACTS D batch with the shapes of configs/pretrain_locca.py."""
+  rng = np.random.default_rng(seed)
+  res, length = int(config.input.res[1:]), config.input.text_len
+  text = rng.integers(4, config.vocab_size, size=(n, length)).astype(np.int32)
+  text[:, 0], text[:, -1] = 2, 1
+  mask_ar = np.zeros_like(text)
+  mask_ar[:, 2:] = 1
+  return {"image": rng.uniform(-1, 1, (n, res, res, 1)).astype(np.float32), "text": text,
+          "mask_ar": mask_ar, "mask_loss": mask_ar.copy(),
+          "task_id": rng.integers(0, 4, n).astype(np.int32),
+          "box": rng.uniform(0, 1, (n, 4)).astype(np.float32),
+          "region_id": rng.integers(-1, 36, n).astype(np.int32)}
+
+
+@pytest.mark.slow
+def test_cappa_micro_fsdp_step_matches_one_device():
+  """The real CapPa micro model of configs/pretrain_locca.py, sharded over 8 devices."""
+  from locvqa_jax import config as config_lib
+  results = []
+  for mesh, devices in (("[('data', 2), ('fsdp', 4)]", jax.devices()),
+                        ("[('data', 1), ('fsdp', 1)]", jax.devices()[:1])):
+    config = config_lib.load_config("configs/pretrain_locca.py:runlocal",
+                                    [("mesh", mesh), ("input.text_len", "32")])
+    with config.unlocked():
+      config.vocab_size = 1100
+      config.model.decoder.max_len = 32
+    m = sharding.make_mesh(config.mesh, devices=devices)
+    batch = _cappa_batch(config, 8)
+    trainer = train.build_trainer(config, m, batch)
+    state = trainer.init_state(jax.random.PRNGKey(0))
+    state, metrics = trainer.update_step(state, sharding.make_global_batch(batch, m))
+    results.append((jax.device_get(state["params"]), float(metrics["train/loss"])))
+  (p8, l8), (p1, l1) = results
+  np.testing.assert_allclose(l8, l1, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5), p8, p1)
