@@ -2,8 +2,8 @@
 
   state      {'params', 'opt', 'step', 'rng'}: sharded arrays, restored onto the shardings of an
              abstract target so nothing is materialised unsharded.
-  data_iter  the input iterator's state (grain's `get_state()`, bytes kept as base64), so a
-             resumed run sees the same data order.
+  data_iter  every process's input iterator state (grain's `get_state()`, bytes kept as
+             base64), so a resumed run sees the same data order on each process.
   meta       JSON: the config, the tokenizer (base64 of its serialized model), package versions,
              the git revision and the step.
 
@@ -87,6 +87,34 @@ def decode_iter_state(blob: dict[str, Any]) -> Any:
   return base64.b64decode(blob["bytes_b64"]) if "bytes_b64" in blob else blob["json"]
 
 
+def _allgather_json(text: str) -> list[str]:
+  """Every process's string, in process order (a collective: all processes must call it)."""
+  if jax.process_count() == 1:
+    return [text]
+  from jax.experimental import multihost_utils
+  data = np.frombuffer(text.encode(), np.uint8)
+  lengths = multihost_utils.process_allgather(np.array([len(data)], np.int32))
+  padded = np.zeros(int(np.max(lengths)), np.uint8)
+  padded[:len(data)] = data
+  rows = multihost_utils.process_allgather(padded)
+  return [bytes(rows[i][:int(lengths[i][0])]).decode() for i in range(jax.process_count())]
+
+
+def pack_iter_states(state: Any) -> dict[str, Any]:
+  """All processes' iterator states in one JSON item (orbax writes JSON on process 0 only)."""
+  return {"per_process": [json.loads(t) for t in
+                          _allgather_json(json.dumps(encode_iter_state(state)))]}
+
+
+def unpack_iter_state(blob: dict[str, Any]) -> Any:
+  """This process's iterator state from `pack_iter_states`' item."""
+  states = blob["per_process"]
+  if len(states) != jax.process_count():
+    raise ValueError(f"the checkpoint holds the data iterators of {len(states)} processes; this "
+                     f"run has {jax.process_count()}: resume with the same number of processes")
+  return decode_iter_state(states[jax.process_index()])
+
+
 class PreemptionWatch:
   """Turns SIGTERM into a flag the training loop polls, so it can save and exit cleanly."""
 
@@ -132,7 +160,7 @@ class Checkpointer:
            meta: dict[str, Any]) -> None:
     self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
-        data_iter=ocp.args.JsonSave(encode_iter_state(iter_state)),
+        data_iter=ocp.args.JsonSave(pack_iter_states(iter_state)),
         meta=ocp.args.JsonSave(meta)), force=True)
 
   def restore(self, step: int, abstract_state: Any) -> tuple[dict[str, Any], Any, dict]:
@@ -141,13 +169,13 @@ class Checkpointer:
         state=ocp.args.StandardRestore(abstract_state),
         data_iter=ocp.args.JsonRestore(),
         meta=ocp.args.JsonRestore()))
-    return out["state"], decode_iter_state(out["data_iter"]), out["meta"]
+    return out["state"], unpack_iter_state(out["data_iter"]), out["meta"]
 
   def restore_iterator(self, step: int) -> tuple[int, Any, dict]:
     """(step, iterator state, meta) without touching the (large) state item."""
     out = self.manager.restore(step, args=ocp.args.Composite(
         data_iter=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
-    return step, decode_iter_state(out["data_iter"]), out["meta"]
+    return step, unpack_iter_state(out["data_iter"]), out["meta"]
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

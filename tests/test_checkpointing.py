@@ -50,3 +50,11 @@ def test_load_encoder_errors_name_the_directory(tmp_path, run):
 @pytest.mark.parametrize("state", [b"\x00grain-bytes\xff", {"index": 4, "epoch": [1, 2]}])
 def test_iterator_state_round_trip(state):
   assert checkpointing.decode_iter_state(checkpointing.encode_iter_state(state)) == state
+
+
+def test_iterator_states_are_packed_per_process():
+  blob = checkpointing.pack_iter_states(b"state-of-process-0")
+  assert len(blob["per_process"]) == 1
+  assert checkpointing.unpack_iter_state(blob) == b"state-of-process-0"
+  with pytest.raises(ValueError, match="iterators of 2 processes; this run has 1"):
+    checkpointing.unpack_iter_state({"per_process": [blob["per_process"][0]] * 2})

@@ -73,8 +73,10 @@ class Evaluator:
     self.num_bins = len(tokenizer.loc_ids)
     self.bin_of = np.full(config.vocab_size + 1, -1, np.int32)
     self.bin_of[np.asarray(tokenizer.loc_ids)] = np.arange(self.num_bins)
-    self._forward = jax.jit(self._forward_fn)
-    self._greedy = jax.jit(self._greedy_fn)
+    # Replicated outputs: every host reads whole results, also on multi-host meshes.
+    repl = sharding.replicated(mesh)
+    self._forward = jax.jit(self._forward_fn, out_shardings=repl)
+    self._greedy = jax.jit(self._greedy_fn, out_shardings=repl)
     self.mean_boxes = self._region_mean_boxes()
 
   # -- device functions -------------------------------------------------------------------------
