@@ -18,7 +18,8 @@ Arguments (`:name=value,...`; a bare name means true):
   tasks             '+'-joined subset of cap, aref, gcap, caref (the paper's ablations).
   masked_pred_prob  share of examples in parallel-prediction mode (paper: 0.25).
   masking_ratio     share of suffix tokens masked in that mode (1.0: all).
-  data_dir          TFDS data_dir with the built datasets (default: the synthetic build).
+  data_dir          TFDS data_dir with the built datasets (default: quickstart_out/tfds, the
+                    synthetic build of tools/quickstart.sh).
   tokenizer         SentencePiece model (default: <data_dir>/tokenizer.model).
   runlocal          tiny CPU smoke sizes (batch, steps, eval).
   preset            '' | 'paper' | 'b16' (below).
@@ -54,7 +55,8 @@ from locvqa_jax import config as config_lib
 from locvqa_jax.data import tasks as tasks_lib
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA_DIR = os.path.join(_REPO, "data", "synthetic_tfds")
+# Where tools/quickstart.sh builds the synthetic datasets (git-ignored).
+DEFAULT_DATA_DIR = os.path.join(_REPO, "quickstart_out", "tfds")
 _PRESETS = ("", "paper", "b16")
 
 
