@@ -16,7 +16,8 @@ Arguments (`:name=value,...`; a bare name means true):
                     or explicit 'w256-d4-m1024-h4/16'.
   res               image side: 128, 224 or 448 (the builder config r<res>).
   tasks             '+'-joined subset of cap, aref, gcap, caref (the paper's ablations).
-  masked_pred_prob  share of examples in parallel-prediction mode (paper: 0.25).
+  masked_pred_prob  share of examples in parallel-prediction mode (default 0.25 as in the
+                    paper; 0.75 with preset=b16 as in CapPa).
   masking_ratio     share of suffix tokens masked in that mode (1.0: all).
   data_dir          TFDS data_dir with the built datasets (default: quickstart_out/tfds, the
                     synthetic build of tools/quickstart.sh).
