@@ -160,3 +160,38 @@ def test_cappa_micro_fsdp_step_matches_one_device():
   (p8, l8), (p1, l1) = results
   np.testing.assert_allclose(l8, l1, rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5), p8, p1)
+
+
+@pytest.mark.slow
+def test_pretraining_end_to_end_on_synthetic_data(tmp_path):
+  """Synthetic raw files -> TFDS builds -> tokenizer -> 60 CLI training steps (minutes)."""
+  import subprocess
+  import sys
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  raw, tfds_dir, workdir = tmp_path / "raw", tmp_path / "tfds", tmp_path / "w"
+  commands = [["-m", "locvqa_jax.data.synthetic", "--out", str(raw), "--patients", "24",
+               "--seed", "0", "--image-size", "160"]]
+  commands += [["-m", "tfds_builders.build", name, f"--manual_dir={raw}", "--config=r128",
+                f"--data_dir={tfds_dir}"]
+               for name in ("mimic_cxr", "chest_imagenome", "mimic_diff_vqa")]
+  commands += [["-m", "locvqa_jax.tokenizer", "--data_dir", str(tfds_dir), "--config", "r128",
+                "--out", str(tfds_dir / "tokenizer.model")]]
+  commands += [["-m", "locvqa_jax.train", "--config",
+                f"configs/pretrain_locca.py:runlocal,data_dir={tfds_dir}",
+                "--workdir", str(workdir), "--config.total_steps=60",
+                "--config.evals.val.every_steps=60", "--config.log_every_steps=10"]]
+  for cmd in commands:
+    out = subprocess.run([sys.executable] + cmd, cwd=repo, capture_output=True, text=True,
+                         timeout=1200)
+    assert out.returncode == 0, " ".join(cmd) + "\n" + out.stdout[-2000:] + out.stderr[-3000:]
+  rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+  losses = [r["train/loss"] for r in rows if "train/loss" in r]
+  assert losses[-1] < losses[0] - 0.5
+  final = [r for r in rows if "val/loss" in r][-1]
+  for task in ("cap", "aref", "gcap", "caref"):
+    assert np.isfinite(final[f"val/loss_{task}"])
+  assert 0.0 < final["val/caref_baseline_iou"] <= 1.0
+  assert {"val/caref_iou", "val/aref_acc50", "val/gcap_bleu4", "val/cap_cider"} <= set(final)
+  assert (workdir / "samples_60.txt").exists()
+  encoder_config, encoder_params = checkpointing.load_encoder(str(workdir))
+  assert encoder_config.variant == "micro" and "embedding" in encoder_params
