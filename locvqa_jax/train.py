@@ -313,6 +313,9 @@ class _BestTracker:
                        f"'{evals[name].split}'; the best checkpoint is chosen on 'validation'")
     self.ckpt = checkpointing.Checkpointer(workdir, max_to_keep=1, best=True)
     self.value = None
+    if self.ckpt.latest_step() is not None:  # A resumed run must beat the best so far.
+      _, _, meta = self.ckpt.restore_iterator(self.ckpt.latest_step())
+      self.value = meta.get("best_value")
 
   def update(self, step, metrics, state, iter_state, meta):
     if self.metric not in metrics:

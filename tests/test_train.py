@@ -195,3 +195,21 @@ def test_pretraining_end_to_end_on_synthetic_data(tmp_path):
   assert (workdir / "samples_60.txt").exists()
   encoder_config, encoder_params = checkpointing.load_encoder(str(workdir))
   assert encoder_config.variant == "micro" and "embedding" in encoder_params
+
+
+def test_best_checkpoint_is_chosen_on_validation(tmp_path):
+  evals = {"val": dict(type="pretrain", split="validation", every_steps=3, batch_size=8,
+                       max_batches=0, decode=False, max_decode_len=5, baseline_batches=1,
+                       num_samples=0)}
+  config = fx.make_config(evals=evals, best=dict(metric="val/loss", mode="min"))
+  train.train_and_evaluate(config, str(tmp_path))
+  rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  evals_by_step = {r["step"]: r["val/loss"] for r in rows if "val/loss" in r}
+  assert sorted(evals_by_step) == [3, 6]
+  best_step = min(evals_by_step, key=evals_by_step.get)
+  best = checkpointing.Checkpointer(str(tmp_path), best=True)
+  assert best.all_steps() == [best_step]
+  test_split = fx.make_config(evals={"t": dict(evals["val"], split="test")},
+                              best=dict(metric="t/loss", mode="min"))
+  with pytest.raises(ValueError, match="reads split 'test'; the best checkpoint is chosen on"):
+    train.train_and_evaluate(test_split, str(tmp_path / "t"))
