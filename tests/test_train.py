@@ -120,8 +120,8 @@ def test_two_processes_agree_on_a_step():
   lines = out.stdout.splitlines()
   assert lines[-1] == "agree"
   rows = [l.split() for l in lines if l.startswith(("process", "reference"))]
-  # Columns from the right: sum, loss, the mesh dict (4 words), local devices, global devices.
-  assert len(rows) == 3 and all(r[-7] == "4" for r in rows)
+  # From the right: sum, loss, the mesh dict (4 words), local devices, then global devices.
+  assert len(rows) == 3 and all(r[-8] == "4" for r in rows)
 
 
 def _cappa_batch(config, n, seed=0):
