@@ -1,0 +1,1 @@
+"""Shared pieces of the three builders: raw readers, release layouts, reports, scene graphs."""
