@@ -33,25 +33,32 @@ def _is_subsequence(short: str, long: str) -> bool:
   return all(ch in it for ch in short)
 
 
+def _initials(name: str) -> str:
+  return "".join(word[:1] for word in name.split("_"))
+
+
 def _leaf_score(query: str, candidate: str) -> float:
-  """Similarity of two key names; abbreviations ('lr' for 'learning_rate') count as close."""
+  """Similarity of two key names; abbreviations ('lr' / 'learning_rate', 'res' / 'resolution')
+  count as close in either direction."""
   score = difflib.SequenceMatcher(None, query, candidate).ratio()
-  initials = "".join(word[:1] for word in candidate.split("_"))
-  if query == initials:
+  short, long = sorted((query, candidate), key=len)
+  if len(short) > 1 and "_" in long and short == _initials(long):
     score = max(score, 0.9)
-  elif _is_subsequence(query, candidate):
+  elif len(short) > 2 and long.startswith(short):
+    score = max(score, 0.8)
+  elif len(short) > 1 and _is_subsequence(short, long):
     score = max(score, 0.6)
   return score
 
 
 def _suggest(name: str, candidates: Iterable[str]) -> str:
-  """' -- did you mean 'x'?' for the candidate closest to name in parent path and leaf."""
+  """' -- did you mean 'x'?' for the candidate closest to name, the last key weighing most."""
   parent, _, leaf = name.rpartition(".")
-  best, best_score = None, 0.4
+  best, best_score = None, 0.45
   for cand in candidates:
     c_parent, _, c_leaf = cand.rpartition(".")
-    score = (0.5 * difflib.SequenceMatcher(None, parent, c_parent).ratio()
-             + 0.5 * _leaf_score(leaf, c_leaf))
+    score = (0.3 * difflib.SequenceMatcher(None, parent, c_parent).ratio()
+             + 0.7 * _leaf_score(leaf, c_leaf))
     if score > best_score:
       best, best_score = cand, score
   return f" -- did you mean '{best}'?" if best else ""

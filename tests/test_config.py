@@ -115,3 +115,12 @@ def test_pretrain_config_arguments_and_presets():
   assert b.loss.masked_pred_prob == 0.75
   with pytest.raises(ValueError, match="preset='huge'"):
     _pretrain("preset=huge")
+
+
+def test_pretrain_config_typos_get_useful_suggestions():
+  with pytest.raises(config_lib.ConfigError, match="'config.optax.learning_rate' -- did you mean "
+                                                   "'config.lr'"):
+    config_lib.load_config("configs/pretrain_locca.py", [("optax.learning_rate", "1e-3")])
+  with pytest.raises(config_lib.ConfigError, match="'resolution' in 'resolution=224' -- did you "
+                                                   "mean 'res'"):
+    _pretrain("resolution=224")
