@@ -1,0 +1,126 @@
+"""Grain input pipeline for difference VQA: one example per question of a mimic_diff_vqa pair.
+
+A batch (numpy):
+  ref_image, main_image: [B, R, R, 1] float32 in [-1, 1] (augmented independently in training)
+  text:      [B, L] int32 = bos, question tokens (prefix), answer tokens, eos, pad 0
+  mask_ar:   [B, L] int32, 1 on answer tokens and eos
+  mask_loss: [B, L] int32, 1 on answer tokens and eos
+  question_type: [B] int32 index into QUESTION_TYPES
+  row_index: [B] int64, 0-based data row of mimic_pair_questions.csv (EKAID's image id)
+  valid:     [B] int32, evaluation only (0 on the padding of the last batch)
+
+Sharding, shuffling, repeat, workers and iterator state are those of `pipeline.make_loader`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+import grain.python as grain
+import ml_collections
+import numpy as np
+
+from locvqa_jax import tokenizer as tokenizer_lib
+from locvqa_jax.data import augment as augment_lib
+from locvqa_jax.data import pipeline
+from locvqa_jax.data import tasks as tasks_lib
+
+QUESTION_TYPES = ("abnormality", "presence", "view", "location", "level", "type", "difference")
+
+
+def vqa_input_config() -> ml_collections.ConfigDict:
+  """Defaults of the difference-VQA input (`config.input` of configs/diff_vqa.py)."""
+  c = ml_collections.ConfigDict()
+  c.data_dir = ""
+  c.res = "r128"
+  c.question_types = ()          # empty: all seven; else only these
+  c.max_question_len = 40
+  c.max_answer_len = 96
+  c.text_len = 140               # bos + 40 + 96 + eos, rounded up
+  c.augment = ml_collections.ConfigDict(dict(
+      enabled=True, max_rotate_deg=5.0, scale=(0.9, 1.1), max_translate=0.05,
+      brightness=0.1, contrast=0.1))
+  c.worker_count = 0
+  c.worker_buffer_size = 2
+  c.index_cache_dir = "auto"     # '' off; 'auto': <data_dir>/locvqa_index_cache; or a folder
+  return c
+
+
+def build_vqa_index(records: Sequence[Mapping[str, Any]], question_types: Sequence[str] = (),
+                    cache_path: Optional[str] = None) -> pipeline.IndexedSource:
+  """Rows (0, pair record, question position, question type id), optionally type-filtered."""
+  unknown = set(question_types) - set(QUESTION_TYPES)
+  if unknown:
+    raise ValueError(f"config.input.question_types: unknown {sorted(unknown)}; expected some "
+                     f"of {QUESTION_TYPES}")
+  entries = pipeline.cached_entries(cache_path, lambda: _vqa_entries(records, question_types))
+  return pipeline.IndexedSource({"mimic_diff_vqa": records}, ["mimic_diff_vqa"], entries)
+
+
+def _vqa_entries(records: Sequence[Mapping[str, Any]],
+                 question_types: Sequence[str]) -> np.ndarray:
+  keep = set(question_types or QUESTION_TYPES)
+  rows = []
+  for i, r in enumerate(tasks_lib.iter_records(records)):
+    for k, qt in enumerate(r["questions"]["question_type"]):
+      qt = tasks_lib.as_str(qt)
+      if qt not in QUESTION_TYPES:
+        raise ValueError(f"mimic_diff_vqa record {i} question {k}: question_type {qt!r} is not "
+                         f"one of {QUESTION_TYPES}")
+      if qt in keep:
+        rows.append((0, i, k, QUESTION_TYPES.index(qt)))
+  return np.asarray(rows, np.int64).reshape(-1, 4)
+
+
+def vqa_sequence(question: str, answer: str, tok: tokenizer_lib.Tokenizer,
+                 cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """text, mask_ar, mask_loss [L]: the question is the prefix, the answer the target."""
+  q = tok.encode(question)[:cfg["max_question_len"]]
+  a = tok.encode(answer)[:cfg["max_answer_len"]]
+  return tasks_lib.assemble(q, a, cfg["text_len"])
+
+
+class VqaTransform(grain.RandomMapTransform):
+  """Index item -> one unbatched VQA example (see the module docstring)."""
+
+  def __init__(self, tok: tokenizer_lib.Tokenizer, cfg: Mapping[str, Any], train: bool):
+    self._tok = tok
+    self._train = train
+    self._cfg = {k: int(cfg[k]) for k in ("max_question_len", "max_answer_len", "text_len")}
+    self._aug = augment_lib.AugmentConfig.from_config(cfg["augment"] if train else None)
+
+  def random_map(self, element: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    record, (_, _, k, qtype) = element["record"], element["entry"]
+    q = record["questions"]
+    out = {}
+    for key in ("ref_image", "main_image"):
+      image = augment_lib.decode_image(record[key])
+      out[key], _ = augment_lib.augment(image, np.zeros((0, 4)), rng, self._aug)
+    out.update(vqa_sequence(tasks_lib.as_str(q["question"][k]), tasks_lib.as_str(q["answer"][k]),
+                            self._tok, self._cfg))
+    out["question_type"] = np.int32(qtype)
+    out["row_index"] = np.int64(q["row_index"][k])
+    if not self._train:
+      out["valid"] = np.int32(element["valid"])
+    return out
+
+
+def vqa_loader(cfg: Mapping[str, Any], tok: tokenizer_lib.Tokenizer, *, split: str,
+               global_batch_size: int, train: bool, seed: int = 0,
+               records: Optional[Sequence[Mapping[str, Any]]] = None,
+               shard_options: Optional[grain.ShardOptions] = None,
+               worker_count: Optional[int] = None) -> grain.DataLoader:
+  """Difference-VQA DataLoader for `split` (records default: the built mimic_diff_vqa split)."""
+  cache_path = None
+  question_types = tuple(cfg.get("question_types", ()))
+  if records is None:
+    records = tasks_lib.open_split(cfg["data_dir"], "mimic_diff_vqa", cfg["res"], split,
+                                   decode_images=False)
+    cache_path = pipeline.index_cache_path(cfg, "vqa", ["mimic_diff_vqa"], split,
+                                           {"question_types": sorted(question_types)})
+  index = build_vqa_index(records, question_types, cache_path)
+  print(f"vqa index: split={split} questions={index.num_real} pairs={len(records)}")
+  return pipeline.make_loader(
+      index, [VqaTransform(tok, cfg, train)], global_batch_size=global_batch_size, train=train,
+      seed=seed, worker_count=cfg.get("worker_count", 0) if worker_count is None else worker_count,
+      worker_buffer_size=cfg.get("worker_buffer_size", 2), shard_options=shard_options)
