@@ -1,0 +1,216 @@
+"""Validation of location-aware pretraining: loss per task, box quality, text scores, samples.
+
+Config (`config.evals.<name>`, type 'pretrain'): split ('validation'), every_steps, batch_size,
+max_batches (0: the whole split), decode (greedy decoding on/off), max_decode_len,
+baseline_batches (train batches read for the mean boxes; 0: all), num_samples.
+
+Metrics (DESIGN.md):
+  loss_<task>            teacher-forced token cross-entropy of each task.
+  aref_iou, aref_acc50   AREF with the phrase teacher-forced: the 4 loc tokens are the argmax at
+                         their positions; IoU with the truth box and accuracy at IoU >= 0.5.
+  caref_iou, caref_acc50 CAREF by greedy decoding after the given phrase (first 4 tokens).
+  <task>_baseline_iou/_acc50   the mean training box of the example's region name.
+  gcap_bleu4, gcap_cider GCAP phrase generated greedily after the teacher-forced box.
+  cap_bleu4, cap_cider   CAP report generated greedily (up to max_decode_len tokens).
+A box whose tokens are not 4 location tokens scores IoU 0. Text is lower-cased and split on
+whitespace, then scored with pycocoevalcap's Bleu(4) and Cider. Sample decodes go to
+W/samples_<step>.txt.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+
+from locvqa_jax import losses
+from locvqa_jax import sharding
+
+NUM_REGIONS = 36  # Chest ImaGenome object names (CONTRACTS D region_id).
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """IoU of boxes a, b: [N, 4] (ymin, xmin, ymax, xmax) -> [N]; degenerate boxes give 0."""
+  ih = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+  iw = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+  inter = ih * iw
+  area = lambda x: np.clip(x[:, 2] - x[:, 0], 0, None) * np.clip(x[:, 3] - x[:, 1], 0, None)
+  union = area(a) + area(b) - inter
+  return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def text_scores(refs: list[str], hyps: list[str]) -> dict[str, float]:
+  """BLEU-4 and CIDEr of hypotheses against one reference each (lower-case, whitespace split)."""
+  if not refs:
+    return {}
+  from pycocoevalcap.bleu.bleu import Bleu
+  from pycocoevalcap.cider.cider import Cider
+  norm = lambda s: " ".join(s.lower().split()) or "<empty>"
+  gts = {i: [norm(r)] for i, r in enumerate(refs)}
+  res = {i: [norm(h)] for i, h in enumerate(hyps)}
+  bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+  cider, _ = Cider().compute_score(gts, res)
+  return {"bleu4": float(bleu[3]), "cider": float(cider)}
+
+
+class Evaluator:
+  """Runs the pretraining validation on `eval_config.split` (see the module docstring)."""
+
+  def __init__(self, *, config: ml_collections.ConfigDict, eval_config: ml_collections.ConfigDict,
+               model: Any, module: Any, source: Any, tokenizer: Any, mesh: jax.sharding.Mesh):
+    del module
+    self.config, self.cfg, self.model, self.source = config, eval_config, model, source
+    self.tok, self.mesh = tokenizer, mesh
+    self.split, self.every_steps = eval_config.split, eval_config.every_steps
+    self.tasks = tuple(config.loss.task_names)
+    # id -> location bin (or -1) over the whole embedding table, [MASK] included.
+    self.num_bins = len(tokenizer.loc_ids)
+    self.bin_of = np.full(config.vocab_size + 1, -1, np.int32)
+    self.bin_of[np.asarray(tokenizer.loc_ids)] = np.arange(self.num_bins)
+    # Replicated outputs: every host reads whole results, also on multi-host meshes.
+    repl = sharding.replicated(mesh)
+    self._forward = jax.jit(self._forward_fn, out_shardings=repl)
+    self._greedy = jax.jit(self._greedy_fn, out_shardings=repl)
+    self.mean_boxes = self._region_mean_boxes()
+
+  # -- device functions -------------------------------------------------------------------------
+
+  def _forward_fn(self, params, batch):
+    """Teacher-forced: per-example loss [B] and argmax predictions [B, L-1]."""
+    inputs = batch["text"][:, :-1]
+    logits, _ = self.model.apply({"params": params}, batch["image"], inputs,
+                                 batch["mask_ar"][:, :-1],
+                                 mask_tokens=(inputs != losses.PAD_ID).astype(jnp.int32))
+    loss = losses.weighted_token_xent(logits, batch["text"][:, 1:], batch["mask_loss"][:, 1:])
+    return loss, jnp.argmax(logits, -1).astype(jnp.int32)
+
+  def _greedy_fn(self, params, image, prefix, prefix_len):
+    from locvqa_jax import decoding
+    encoded = self.model.apply({"params": params}, image, method="encode")
+    return decoding.greedy_decode(self.model, params, encoded, prefix, prefix_len,
+                                  max_decode_len=self.cfg.max_decode_len)
+
+  # -- host helpers -----------------------------------------------------------------------------
+
+  def _batches(self, split: str, limit: int):
+    batches = self.source.eval_batches(self.config, self.tok, split=split,
+                                       global_batch_size=self.cfg.batch_size)
+    return itertools.islice(batches, limit) if limit else batches
+
+  def _region_mean_boxes(self) -> np.ndarray:
+    """[36, 4] mean truth box of each region over the train split's region examples."""
+    sums, counts = np.zeros((NUM_REGIONS, 4)), np.zeros(NUM_REGIONS)
+    for b in self._batches("train", self.cfg.baseline_batches):
+      b = _gather(b)
+      keep = (b["region_id"] >= 0) & (b.get("valid", np.ones_like(b["region_id"])) > 0)
+      np.add.at(sums, b["region_id"][keep], b["box"][keep])
+      np.add.at(counts, b["region_id"][keep], 1)
+    return np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], 0.0)
+
+  def _boxes_from_ids(self, ids: np.ndarray) -> np.ndarray:
+    """[N, 4] token ids -> [N, 4] boxes; rows with a non-location token become [0, 0, 0, 0]."""
+    bins = self.bin_of[np.clip(ids, 0, len(self.bin_of) - 1)]
+    boxes = bins.astype(np.float32) / (self.num_bins - 1)
+    return np.where((bins >= 0).all(-1, keepdims=True), boxes, 0.0)
+
+  def _decode_text(self, ids) -> str:
+    ids = [int(i) for i in ids]
+    if 1 in ids:  # eos
+      ids = ids[:ids.index(1)]
+    return self.tok.decode([i for i in ids if i > 3 and i < self.config.vocab_size])
+
+  # -- the evaluation ---------------------------------------------------------------------------
+
+  def run(self, params: Any, step: int, workdir: str) -> dict[str, float]:
+    t_ids = {t: i for i, t in enumerate(self.tasks)}
+    loss_sum, loss_n = np.zeros(len(self.tasks)), np.zeros(len(self.tasks))
+    box_rows = {t: ([], [], []) for t in ("aref", "caref")}  # predicted, truth, baseline
+    texts = {t: ([], []) for t in ("gcap", "cap")}
+    samples = []
+    for batch in self._batches(self.split, self.cfg.max_batches):
+      gb = sharding.make_global_batch({k: v for k, v in batch.items()}, self.mesh)
+      loss, preds = self._forward(params, gb)
+      host = _gather(batch)
+      loss, preds = np.asarray(jax.device_get(loss)), np.asarray(jax.device_get(preds))
+      valid = host.get("valid", np.ones_like(host["task_id"])) > 0
+      task, text, mask_ar = host["task_id"], host["text"], host["mask_ar"]
+      np.add.at(loss_sum, task[valid], loss[valid])
+      np.add.at(loss_n, task[valid], 1)
+      first_suffix = np.argmax(mask_ar > 0, axis=1)
+      if "aref" in t_ids:  # The loc targets: the 4 positions whose target is a location token.
+        rows = np.nonzero(valid & (task == t_ids["aref"]))[0]
+        for r in rows:
+          pos = np.nonzero(self.bin_of[text[r, 1:]] >= 0)[0][:4]
+          box_rows["aref"][0].append(self._boxes_from_ids(preds[r, pos][None])[0]
+                                     if len(pos) == 4 else np.zeros(4))
+          box_rows["aref"][1].append(host["box"][r])
+          box_rows["aref"][2].append(self.mean_boxes[max(host["region_id"][r], 0)])
+      if not self.cfg.decode:
+        continue
+      # One greedy pass: CAREF/CAP after their prefix, GCAP after the prefix + truth box.
+      prefix_len = first_suffix.copy()
+      if "gcap" in t_ids:
+        prefix_len = np.where(task == t_ids["gcap"], first_suffix + 4, prefix_len)
+      prefix_len = np.maximum(prefix_len, 1).astype(np.int32)
+      # Prefix width bucketed to 16 so the jitted decode compiles for few shapes.
+      width = min(text.shape[1], -(-int(prefix_len.max()) // 16) * 16)
+      prefix = np.where(np.arange(width)[None] < prefix_len[:, None], text[:, :width], 0)
+      local = slice(jax.process_index() * len(batch["task_id"]),
+                    (jax.process_index() + 1) * len(batch["task_id"]))
+      g = sharding.make_global_batch(
+          {"image": batch["image"], "prefix": prefix[local].astype(np.int32),
+           "prefix_len": prefix_len[local]}, self.mesh)
+      out = np.asarray(jax.device_get(self._greedy(params, g["image"], g["prefix"],
+                                                   g["prefix_len"])))
+      for r in np.nonzero(valid)[0]:
+        name = self.tasks[task[r]]
+        truth_ids = text[r, prefix_len[r]:][mask_ar[r, prefix_len[r]:] > 0]
+        if name == "caref":
+          box_rows["caref"][0].append(self._boxes_from_ids(out[r, :4][None])[0])
+          box_rows["caref"][1].append(host["box"][r])
+          box_rows["caref"][2].append(self.mean_boxes[max(host["region_id"][r], 0)])
+        elif name in texts:
+          texts[name][0].append(self._decode_text(truth_ids))
+          texts[name][1].append(self._decode_text(out[r]))
+        if len(samples) < self.cfg.num_samples:
+          samples.append((name, self.tok.decode([int(i) for i in text[r, :prefix_len[r]]]),
+                          self.tok.decode([int(i) for i in truth_ids]),
+                          self.tok.decode([int(i) for i in out[r] if i > 0])))
+    metrics = {f"loss_{t}": loss_sum[i] / loss_n[i] for i, t in enumerate(self.tasks)
+               if loss_n[i]}
+    if loss_n.sum():
+      metrics["loss"] = float(loss_sum.sum() / loss_n.sum())
+    for name, (pred, truth, base) in box_rows.items():
+      if not truth:
+        continue
+      iou, base_iou = box_iou(np.stack(pred), np.stack(truth)), box_iou(np.stack(base),
+                                                                        np.stack(truth))
+      metrics.update({f"{name}_iou": iou.mean(), f"{name}_acc50": (iou >= 0.5).mean(),
+                      f"{name}_baseline_iou": base_iou.mean(),
+                      f"{name}_baseline_acc50": (base_iou >= 0.5).mean()})
+    for name, (refs, hyps) in texts.items():
+      metrics.update({f"{name}_{k}": v for k, v in text_scores(refs, hyps).items()})
+    if samples and jax.process_index() == 0:
+      _write_samples(os.path.join(workdir, f"samples_{step}.txt"), step, samples)
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _gather(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """All processes' rows of a per-process batch, in process order (numpy on every host)."""
+  if jax.process_count() == 1:
+    return {k: np.asarray(v) for k, v in batch.items()}
+  return {k: np.asarray(multihost_utils.process_allgather(np.asarray(v), tiled=True))
+          for k, v in batch.items()}
+
+
+def _write_samples(path: str, step: int, samples: list[tuple[str, str, str, str]]) -> None:
+  with open(path, "w") as f:
+    f.write(f"# greedy decodes at step {step}: task | prefix | truth | prediction\n")
+    for task, prefix, truth, pred in samples:
+      f.write(f"[{task}]\n  prefix: {prefix}\n  truth:  {truth}\n  pred:   {pred}\n\n")
