@@ -21,6 +21,11 @@ Metrics (DESIGN.md):
   aref_parsed, caref_parsed  share of rows whose 4 box tokens are location tokens without
                          the constraint (AREF: the free argmax; CAREF: the decode, so 1.0 when
                          constrain_boxes is on).
+  <task>_named_iou, <task>_named_baseline_iou, <task>_named_share   the same on the rows whose
+                         phrase is the region name itself. On the other rows (finding
+                         sentences such as "No pneumothorax.", often linked to several regions)
+                         the baseline knows the region and the model does not, so this subset is
+                         where the two see the same information.
 A box whose tokens are not 4 location tokens scores IoU 0. Text is lower-cased and split on
 whitespace, then scored with pycocoevalcap's Bleu(4) and Cider. Sample decodes go to
 W/samples_<step>.txt.
@@ -40,6 +45,7 @@ from jax.experimental import multihost_utils
 
 from locvqa_jax import losses
 from locvqa_jax import sharding
+from locvqa_jax.data import tasks as tasks_lib
 
 NUM_REGIONS = 36  # Chest ImaGenome object names (CONTRACTS D region_id).
 
@@ -83,7 +89,6 @@ class Evaluator:
     self.bin_of = np.full(config.vocab_size + 1, -1, np.int32)
     self.bin_of[np.asarray(tokenizer.loc_ids)] = np.arange(self.num_bins)
     self.constrain = bool(eval_config.get("constrain_boxes", False))
-    self.is_loc = jnp.asarray(self.bin_of[:config.vocab_size] >= 0)  # [V]
     first = config.loss.get("loc_first_id", None)
     if first is not None and tuple(tokenizer.loc_ids) != tuple(range(first,
                                                                      first + self.num_bins)):
@@ -105,7 +110,7 @@ class Evaluator:
                                  batch["mask_ar"][:, :-1],
                                  mask_tokens=(inputs != losses.PAD_ID).astype(jnp.int32))
     loss = losses.weighted_token_xent(logits, batch["text"][:, 1:], batch["mask_loss"][:, 1:])
-    loc_only = jnp.where(self.is_loc, logits, -jnp.inf)
+    loc_only = jnp.where(jnp.asarray(self.bin_of >= 0)[:logits.shape[-1]], logits, -jnp.inf)
     return (loss, jnp.argmax(logits, -1).astype(jnp.int32),
             jnp.argmax(loc_only, -1).astype(jnp.int32))
 
@@ -138,6 +143,16 @@ class Evaluator:
     boxes = bins.astype(np.float32) / (self.num_bins - 1)
     return np.where((bins >= 0).all(-1, keepdims=True), boxes, 0.0)
 
+  def _is_named(self, task: str, text: np.ndarray, region_id: int, box: np.ndarray) -> bool:
+    """Whether a row's sequence is its template rendered with phrase = the region name."""
+    templates = self.config.input.get("templates", None)
+    if region_id < 0 or templates is None:
+      return False
+    kw = dict(phrase=tasks_lib.REGION_NAMES[region_id], box=box)
+    ids = (tasks_lib.render(templates[f"{task}_prefix"], self.tok, **kw)
+           + tasks_lib.render(templates[f"{task}_suffix"], self.tok, **kw) + [1])
+    return len(ids) < len(text) and [int(i) for i in text[1:1 + len(ids)]] == ids
+
   def _decode_text(self, ids) -> str:
     ids = [int(i) for i in ids]
     if 1 in ids:  # eos
@@ -151,6 +166,7 @@ class Evaluator:
     loss_sum, loss_n = np.zeros(len(self.tasks)), np.zeros(len(self.tasks))
     box_rows = {t: ([], [], []) for t in ("aref", "caref")}  # predicted, truth, baseline
     parsed = {t: [] for t in ("aref", "caref")}
+    named = {t: [] for t in ("aref", "caref")}
     texts = {t: ([], []) for t in ("gcap", "cap")}
     samples = []
     for batch in self._batches(self.split, self.cfg.max_batches):
@@ -168,6 +184,8 @@ class Evaluator:
         for r in rows:
           pos = np.nonzero(self.bin_of[text[r, 1:]] >= 0)[0][:4]
           parsed["aref"].append(len(pos) == 4 and bool((self.bin_of[free[r, pos]] >= 0).all()))
+          named["aref"].append(self._is_named("aref", text[r], host["region_id"][r],
+                                              host["box"][r]))
           box_rows["aref"][0].append(self._boxes_from_ids(preds[r, pos][None])[0]
                                      if len(pos) == 4 else np.zeros(4))
           box_rows["aref"][1].append(host["box"][r])
@@ -185,9 +203,9 @@ class Evaluator:
       local = slice(jax.process_index() * len(batch["task_id"]),
                     (jax.process_index() + 1) * len(batch["task_id"]))
       # Constrained rows: CAREF's first 4 generated tokens may only be location tokens.
-      allowed = np.ones((len(task), 4, self.config.vocab_size), bool)
+      allowed = np.ones((len(task), 4, len(self.bin_of)), bool)
       if self.constrain and "caref" in t_ids:
-        allowed[task == t_ids["caref"]] = self.bin_of[None, :self.config.vocab_size] >= 0
+        allowed[task == t_ids["caref"]] = self.bin_of[None] >= 0
       g = sharding.make_global_batch(
           {"image": batch["image"], "prefix": prefix[local].astype(np.int32),
            "prefix_len": prefix_len[local], "allowed": allowed[local]}, self.mesh)
@@ -199,6 +217,8 @@ class Evaluator:
         if name == "caref":
           box_rows["caref"][0].append(self._boxes_from_ids(out[r, :4][None])[0])
           parsed["caref"].append(bool((self.bin_of[out[r, :4]] >= 0).all()))
+          named["caref"].append(self._is_named("caref", text[r], host["region_id"][r],
+                                               host["box"][r]))
           box_rows["caref"][1].append(host["box"][r])
           box_rows["caref"][2].append(self.mean_boxes[max(host["region_id"][r], 0)])
         elif name in texts:
@@ -220,7 +240,12 @@ class Evaluator:
       metrics.update({f"{name}_iou": iou.mean(), f"{name}_acc50": (iou >= 0.5).mean(),
                       f"{name}_baseline_iou": base_iou.mean(),
                       f"{name}_baseline_acc50": (base_iou >= 0.5).mean(),
-                      f"{name}_parsed": np.mean(parsed[name])})
+                      f"{name}_parsed": np.mean(parsed[name]),
+                      f"{name}_named_share": np.mean(named[name])})
+      if any(named[name]):
+        m = np.asarray(named[name])
+        metrics.update({f"{name}_named_iou": iou[m].mean(),
+                        f"{name}_named_baseline_iou": base_iou[m].mean()})
     for name, (refs, hyps) in texts.items():
       metrics.update({f"{name}_{k}": v for k, v in text_scores(refs, hyps).items()})
     if samples and jax.process_index() == 0:
