@@ -89,7 +89,8 @@ def _advance(model: Any, params: Any, token: jax.Array, pos: jax.Array, state: A
 
 def greedy_decode(model: Any, params: Any, encoded: Any, prefix: jax.Array,
                   prefix_len: jax.Array, *, max_decode_len: int, eos_id: int = 1,
-                  pad_id: int = 0, use_cache: bool = True) -> jax.Array:
+                  pad_id: int = 0, use_cache: bool = True,
+                  allowed: Optional[jax.Array] = None) -> jax.Array:
   """Greedy decoding, stopping early once every row emitted eos.
 
   Args:
@@ -102,6 +103,10 @@ def greedy_decode(model: Any, params: Any, encoded: Any, prefix: jax.Array,
     prefix_len: [B] int number of real prefix tokens (>= 1).
     max_decode_len: number of tokens to generate at most (static).
     eos_id, pad_id: token ids; tokens after a row's eos are pad_id.
+    allowed: optional [B, K, V'] bool (K <= max_decode_len, V' >= the logits' V): generated
+      token t < K of row b is the argmax over the ids where allowed[b, t] is True (constrained
+      decoding, e.g. a box where the template puts one); later tokens are unconstrained. A row
+      of all True leaves that step free.
     use_cache: False recomputes the whole sequence at every step (the reference and the
       benchmark's baseline).
 
@@ -112,7 +117,16 @@ def greedy_decode(model: Any, params: Any, encoded: Any, prefix: jax.Array,
   prefix_len = jnp.asarray(prefix_len, jnp.int32)
   logits, state = _start(model, params, encoded, prefix, prefix_len, max_decode_len, use_cache)
   out = jnp.full((b, max_decode_len), pad_id, jnp.int32)
-  init = (jnp.int32(0), out, jnp.argmax(logits, -1).astype(jnp.int32), prefix_len,
+
+  def pick(logits, t):
+    if allowed is not None:
+      row = jax.lax.dynamic_index_in_dim(allowed, jnp.minimum(t, allowed.shape[1] - 1), axis=1,
+                                         keepdims=False)
+      row = row[:, :logits.shape[-1]] | (t >= allowed.shape[1])
+      logits = jnp.where(row, logits, -jnp.inf)
+    return jnp.argmax(logits, -1).astype(jnp.int32)
+
+  init = (jnp.int32(0), out, pick(logits, jnp.int32(0)), prefix_len,
           jnp.zeros((b,), bool), state)
 
   def cond(carry):
@@ -124,7 +138,7 @@ def greedy_decode(model: Any, params: Any, encoded: Any, prefix: jax.Array,
     out = out.at[:, t].set(jnp.where(done, pad_id, token))
     done = done | (token == eos_id)
     logits, state = _advance(model, params, token, pos, state, use_cache)
-    return t + 1, out, jnp.argmax(logits, -1).astype(jnp.int32), pos + 1, done, state
+    return t + 1, out, pick(logits, t + 1), pos + 1, done, state
 
   return jax.lax.while_loop(cond, body, init)[1]
 

@@ -17,6 +17,7 @@ import ml_collections
 import optax
 
 PAD_ID = 0  # CONTRACTS C.
+NUM_LOC_BINS = 1024  # <loc0000> .. <loc1023> (CONTRACTS C).
 LossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
 _REGISTRY: dict[str, LossFn] = {}
 
@@ -51,6 +52,41 @@ def weighted_token_xent(logits: jax.Array, targets: jax.Array, weights: jax.Arra
   return (xent * weights).sum(-1) / jnp.maximum(weights.sum(-1), 1.0)
 
 
+def loc_soft_targets_xent(logits: jax.Array, targets: jax.Array, weights: jax.Array, *,
+                          loc_first_id: int, num_bins: int, sigma: float) -> jax.Array:
+  """Per-example mean cross-entropy where location-token targets are ordinal soft targets.
+
+  A target `<locK>` becomes a discretised Gaussian over the location bins centred on K with
+  standard deviation `sigma` bins (truncated to the location tokens, renormalised); other targets
+  stay one-hot. With hard targets a near miss (bin K+1) costs as much as a wild one, and each of
+  the 1024 bins is seen rarely in a short run; the Gaussian makes neighbouring bins share the
+  gradient, so the logits become smooth in K and their argmax lands near the truth early on.
+
+  Args:
+    logits: [B, L, V] any float dtype (computed in float32).
+    targets: [B, L] int32; location tokens are ids loc_first_id .. loc_first_id + num_bins - 1.
+    weights: [B, L] 0/1.
+    loc_first_id, num_bins: where the location tokens sit in the vocabulary (CONTRACTS C).
+    sigma: Gaussian width in bins (> 0).
+
+  Returns:
+    [B] float32; 0 for examples without a weighted token.
+  """
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  hard = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+  k = targets - loc_first_id
+  is_loc = (k >= 0) & (k < num_bins)
+  bins = jnp.arange(num_bins, dtype=jnp.float32)
+  # Centres clipped into range: other targets must not give 0/0 (NaN gradients through where).
+  centre = jnp.clip(k, 0, num_bins - 1).astype(jnp.float32)
+  q = jnp.exp(-0.5 * ((bins - centre[..., None]) / sigma) ** 2)
+  q = q / q.sum(-1, keepdims=True)  # [B, L, num_bins]
+  soft = -(q * jax.lax.dynamic_slice_in_dim(logp, loc_first_id, num_bins, axis=-1)).sum(-1)
+  xent = jnp.where(is_loc, soft, hard)
+  weights = weights.astype(jnp.float32)
+  return (xent * weights).sum(-1) / jnp.maximum(weights.sum(-1), 1.0)
+
+
 def per_task_sums(per_example: jax.Array, task_id: jax.Array,
                   num_tasks: int) -> dict[str, jax.Array]:
   """Sums and counts of a per-example value by task. per_example, task_id: [B]."""
@@ -69,6 +105,9 @@ def captioning(model: Any, module: Any, params: Any, batch: dict[str, jax.Array]
   with probability config.loss.masked_pred_prob an example's suffix inputs are replaced by [MASK]
   (id config.vocab_size) and attend bidirectionally, by the model module's
   `parallel_prediction_inputs`; with masking_ratio < 1 only masked positions keep loss weight.
+  With config.loss.loc_label_sigma > 0 (training only), location-token targets are Gaussian
+  soft targets over the neighbouring bins (`loc_soft_targets_xent`); config.loss.loc_first_id
+  is the id of `<loc0000>`. Evaluation losses stay plain cross-entropy.
   """
   pp_rng, dropout_rng = jax.random.split(rng)
   if train and config.loss.masked_pred_prob > 0:
@@ -83,5 +122,11 @@ def captioning(model: Any, module: Any, params: Any, batch: dict[str, jax.Array]
   kwargs = {"mask_tokens": (batch["text"][:, :-1] != PAD_ID).astype(jnp.int32)}
   logits, _ = model.apply({"params": params}, batch["image"], inputs, mask_ar, train=train,
                           rngs={"dropout": dropout_rng} if train else {}, **kwargs)
-  per_example = weighted_token_xent(logits, targets, weights)
+  sigma = config.loss.get("loc_label_sigma", 0.0)
+  if train and sigma > 0:
+    per_example = loc_soft_targets_xent(
+        logits, targets, weights, loc_first_id=config.loss.loc_first_id,
+        num_bins=NUM_LOC_BINS, sigma=sigma)
+  else:
+    per_example = weighted_token_xent(logits, targets, weights)
   return per_example.mean(), per_task_sums(per_example, batch["task_id"], config.loss.num_tasks)

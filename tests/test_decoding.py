@@ -84,3 +84,24 @@ def test_decode_length_checked(setup):
   with pytest.raises(ValueError, match="exceeds decoder.max_len 32"):
     decoding.greedy_decode(model, params, encoded, jnp.full((3, 4), 2), jnp.ones(3, jnp.int32),
                            max_decode_len=40)
+
+
+def test_allowed_constrains_the_first_tokens(setup):
+  model, params, encoded = setup
+  prefix = jnp.array([[2, 7], [2, 0], [2, 5]])
+  prefix_len = jnp.array([2, 1, 2])
+  free = np.asarray(_greedy(model, params, encoded, prefix, prefix_len, max_decode_len=6,
+                            eos_id=-1))
+  # Rows 0 and 2: the first 3 tokens must come from ids 20..29; row 1 stays free.
+  allowed = np.ones((3, 3, VOCAB + 1), bool)
+  allowed[[0, 2], :, :20] = False
+  tokens = np.asarray(_greedy(model, params, encoded, prefix, prefix_len, max_decode_len=6,
+                              eos_id=-1, allowed=jnp.asarray(allowed)))
+  assert (tokens[[0, 2], :3] >= 20).all()
+  np.testing.assert_array_equal(tokens[1], free[1])
+  # A constraint that admits every free choice changes nothing.
+  same = np.zeros((3, 3, VOCAB + 1), bool)
+  same[np.arange(3)[:, None], np.arange(3)[None], free[:, :3]] = True
+  np.testing.assert_array_equal(
+      _greedy(model, params, encoded, prefix, prefix_len, max_decode_len=6, eos_id=-1,
+              allowed=jnp.asarray(same)), free)

@@ -2,7 +2,13 @@
 
 Config (`config.evals.<name>`, type 'pretrain'): split ('validation'), every_steps, batch_size,
 max_batches (0: the whole split), decode (greedy decoding on/off), max_decode_len,
-baseline_batches (train batches read for the mean boxes; 0: all), num_samples.
+baseline_batches (train batches read for the mean boxes; 0: all), num_samples,
+constrain_boxes (default False).
+
+constrain_boxes: where the task template puts a box (the 4 tokens after the CAREF prefix; the
+4 loc-target positions of AREF) the prediction is the argmax over the 1024 location tokens only.
+The template fixes the format, so this removes unparseable outputs without looking at the
+truth; it is still greedy decoding of the same model.
 
 Metrics (DESIGN.md):
   loss_<task>            teacher-forced token cross-entropy of each task.
@@ -12,6 +18,14 @@ Metrics (DESIGN.md):
   <task>_baseline_iou/_acc50   the mean training box of the example's region name.
   gcap_bleu4, gcap_cider GCAP phrase generated greedily after the teacher-forced box.
   cap_bleu4, cap_cider   CAP report generated greedily (up to max_decode_len tokens).
+  aref_parsed, caref_parsed  share of rows whose 4 box tokens are location tokens without
+                         the constraint (AREF: the free argmax; CAREF: the decode, so 1.0 when
+                         constrain_boxes is on).
+  <task>_named_iou, <task>_named_baseline_iou, <task>_named_share   the same on the rows whose
+                         phrase is the region name itself. On the other rows (finding
+                         sentences such as "No pneumothorax.", often linked to several regions)
+                         the baseline knows the region and the model does not, so this subset is
+                         where the two see the same information.
 A box whose tokens are not 4 location tokens scores IoU 0. Text is lower-cased and split on
 whitespace, then scored with pycocoevalcap's Bleu(4) and Cider. Sample decodes go to
 W/samples_<step>.txt.
@@ -31,6 +45,7 @@ from jax.experimental import multihost_utils
 
 from locvqa_jax import losses
 from locvqa_jax import sharding
+from locvqa_jax.data import tasks as tasks_lib
 
 NUM_REGIONS = 36  # Chest ImaGenome object names (CONTRACTS D region_id).
 
@@ -73,6 +88,13 @@ class Evaluator:
     self.num_bins = len(tokenizer.loc_ids)
     self.bin_of = np.full(config.vocab_size + 1, -1, np.int32)
     self.bin_of[np.asarray(tokenizer.loc_ids)] = np.arange(self.num_bins)
+    self.constrain = bool(eval_config.get("constrain_boxes", False))
+    first = config.loss.get("loc_first_id", None)
+    if first is not None and tuple(tokenizer.loc_ids) != tuple(range(first,
+                                                                     first + self.num_bins)):
+      raise ValueError(f"config.loss.loc_first_id={first} but the tokenizer's location tokens "
+                       f"are ids {tokenizer.loc_ids[0]}..{tokenizer.loc_ids[-1]} "
+                       "(not contiguous from it)")
     # Replicated outputs: every host reads whole results, also on multi-host meshes.
     repl = sharding.replicated(mesh)
     self._forward = jax.jit(self._forward_fn, out_shardings=repl)
@@ -82,19 +104,21 @@ class Evaluator:
   # -- device functions -------------------------------------------------------------------------
 
   def _forward_fn(self, params, batch):
-    """Teacher-forced: per-example loss [B] and argmax predictions [B, L-1]."""
+    """Teacher-forced: per-example loss [B], argmax [B, L-1] and loc-only argmax [B, L-1]."""
     inputs = batch["text"][:, :-1]
     logits, _ = self.model.apply({"params": params}, batch["image"], inputs,
                                  batch["mask_ar"][:, :-1],
                                  mask_tokens=(inputs != losses.PAD_ID).astype(jnp.int32))
     loss = losses.weighted_token_xent(logits, batch["text"][:, 1:], batch["mask_loss"][:, 1:])
-    return loss, jnp.argmax(logits, -1).astype(jnp.int32)
+    loc_only = jnp.where(jnp.asarray(self.bin_of >= 0)[:logits.shape[-1]], logits, -jnp.inf)
+    return (loss, jnp.argmax(logits, -1).astype(jnp.int32),
+            jnp.argmax(loc_only, -1).astype(jnp.int32))
 
-  def _greedy_fn(self, params, image, prefix, prefix_len):
+  def _greedy_fn(self, params, image, prefix, prefix_len, allowed):
     from locvqa_jax import decoding
     encoded = self.model.apply({"params": params}, image, method="encode")
     return decoding.greedy_decode(self.model, params, encoded, prefix, prefix_len,
-                                  max_decode_len=self.cfg.max_decode_len)
+                                  max_decode_len=self.cfg.max_decode_len, allowed=allowed)
 
   # -- host helpers -----------------------------------------------------------------------------
 
@@ -119,6 +143,16 @@ class Evaluator:
     boxes = bins.astype(np.float32) / (self.num_bins - 1)
     return np.where((bins >= 0).all(-1, keepdims=True), boxes, 0.0)
 
+  def _is_named(self, task: str, text: np.ndarray, region_id: int, box: np.ndarray) -> bool:
+    """Whether a row's sequence is its template rendered with phrase = the region name."""
+    templates = self.config.input.get("templates", None)
+    if region_id < 0 or templates is None:
+      return False
+    kw = dict(phrase=tasks_lib.REGION_NAMES[region_id], box=box)
+    ids = (tasks_lib.render(templates[f"{task}_prefix"], self.tok, **kw)
+           + tasks_lib.render(templates[f"{task}_suffix"], self.tok, **kw) + [1])
+    return len(ids) < len(text) and [int(i) for i in text[1:1 + len(ids)]] == ids
+
   def _decode_text(self, ids) -> str:
     ids = [int(i) for i in ids]
     if 1 in ids:  # eos
@@ -131,13 +165,15 @@ class Evaluator:
     t_ids = {t: i for i, t in enumerate(self.tasks)}
     loss_sum, loss_n = np.zeros(len(self.tasks)), np.zeros(len(self.tasks))
     box_rows = {t: ([], [], []) for t in ("aref", "caref")}  # predicted, truth, baseline
+    parsed = {t: [] for t in ("aref", "caref")}
+    named = {t: [] for t in ("aref", "caref")}
     texts = {t: ([], []) for t in ("gcap", "cap")}
     samples = []
     for batch in self._batches(self.split, self.cfg.max_batches):
       gb = sharding.make_global_batch({k: v for k, v in batch.items()}, self.mesh)
-      loss, preds = self._forward(params, gb)
+      loss, free, loc_only = (np.asarray(a) for a in jax.device_get(self._forward(params, gb)))
       host = _gather(batch)
-      loss, preds = np.asarray(jax.device_get(loss)), np.asarray(jax.device_get(preds))
+      preds = loc_only if self.constrain else free
       valid = host.get("valid", np.ones_like(host["task_id"])) > 0
       task, text, mask_ar = host["task_id"], host["text"], host["mask_ar"]
       np.add.at(loss_sum, task[valid], loss[valid])
@@ -147,6 +183,9 @@ class Evaluator:
         rows = np.nonzero(valid & (task == t_ids["aref"]))[0]
         for r in rows:
           pos = np.nonzero(self.bin_of[text[r, 1:]] >= 0)[0][:4]
+          parsed["aref"].append(len(pos) == 4 and bool((self.bin_of[free[r, pos]] >= 0).all()))
+          named["aref"].append(self._is_named("aref", text[r], host["region_id"][r],
+                                              host["box"][r]))
           box_rows["aref"][0].append(self._boxes_from_ids(preds[r, pos][None])[0]
                                      if len(pos) == 4 else np.zeros(4))
           box_rows["aref"][1].append(host["box"][r])
@@ -163,16 +202,23 @@ class Evaluator:
       prefix = np.where(np.arange(width)[None] < prefix_len[:, None], text[:, :width], 0)
       local = slice(jax.process_index() * len(batch["task_id"]),
                     (jax.process_index() + 1) * len(batch["task_id"]))
+      # Constrained rows: CAREF's first 4 generated tokens may only be location tokens.
+      allowed = np.ones((len(task), 4, len(self.bin_of)), bool)
+      if self.constrain and "caref" in t_ids:
+        allowed[task == t_ids["caref"]] = self.bin_of[None] >= 0
       g = sharding.make_global_batch(
           {"image": batch["image"], "prefix": prefix[local].astype(np.int32),
-           "prefix_len": prefix_len[local]}, self.mesh)
+           "prefix_len": prefix_len[local], "allowed": allowed[local]}, self.mesh)
       out = np.asarray(jax.device_get(self._greedy(params, g["image"], g["prefix"],
-                                                   g["prefix_len"])))
+                                                   g["prefix_len"], g["allowed"])))
       for r in np.nonzero(valid)[0]:
         name = self.tasks[task[r]]
         truth_ids = text[r, prefix_len[r]:][mask_ar[r, prefix_len[r]:] > 0]
         if name == "caref":
           box_rows["caref"][0].append(self._boxes_from_ids(out[r, :4][None])[0])
+          parsed["caref"].append(bool((self.bin_of[out[r, :4]] >= 0).all()))
+          named["caref"].append(self._is_named("caref", text[r], host["region_id"][r],
+                                               host["box"][r]))
           box_rows["caref"][1].append(host["box"][r])
           box_rows["caref"][2].append(self.mean_boxes[max(host["region_id"][r], 0)])
         elif name in texts:
@@ -193,7 +239,13 @@ class Evaluator:
                                                                         np.stack(truth))
       metrics.update({f"{name}_iou": iou.mean(), f"{name}_acc50": (iou >= 0.5).mean(),
                       f"{name}_baseline_iou": base_iou.mean(),
-                      f"{name}_baseline_acc50": (base_iou >= 0.5).mean()})
+                      f"{name}_baseline_acc50": (base_iou >= 0.5).mean(),
+                      f"{name}_parsed": np.mean(parsed[name]),
+                      f"{name}_named_share": np.mean(named[name])})
+      if any(named[name]):
+        m = np.asarray(named[name])
+        metrics.update({f"{name}_named_iou": iou[m].mean(),
+                        f"{name}_named_baseline_iou": base_iou[m].mean()})
     for name, (refs, hyps) in texts.items():
       metrics.update({f"{name}_{k}": v for k, v in text_scores(refs, hyps).items()})
     if samples and jax.process_index() == 0:

@@ -45,3 +45,25 @@ def test_evaluator_on_fixture(tmp_path):
   assert out["loss"] == pytest.approx(np.log(fx.VOCAB + 1), rel=0.2)
   assert {"aref_iou", "aref_acc50", "aref_baseline_iou"} <= set(out)
   assert 0.0 <= out["aref_baseline_iou"] <= 1.0
+
+
+def test_constrained_aref_boxes(tmp_path):
+  """AREF with constrain_boxes (CAREF's constrained decode is tested in tests/test_decoding.py;
+  the fixture model cannot decode)."""
+  outs = {}
+  for constrain in (False, True):
+    config = fx.make_config(**{"evals": {"val": dict(
+        type="pretrain", split="validation", every_steps=0, batch_size=8, max_batches=0,
+        decode=False, max_decode_len=5, baseline_batches=2, num_samples=2,
+        constrain_boxes=constrain)}})
+    mesh = sharding.make_mesh(config.mesh)
+    trainer = train.build_trainer(config, mesh, fx._batch(np.random.default_rng(0), 8))
+    state = trainer.init_state(jax.random.PRNGKey(0))
+    ev = pretrain.Evaluator(config=config, eval_config=config.evals.val, model=trainer.model,
+                            module=trainer.module, source=fx, tokenizer=fx._Tokenizer(),
+                            mesh=mesh)
+    outs[constrain] = ev.run(state["params"], 0, str(tmp_path))
+  # aref_parsed always measures the free argmax, so the constraint does not change it.
+  assert outs[True]["aref_parsed"] == outs[False]["aref_parsed"]
+  assert outs[False]["aref_parsed"] < 1.0
+  assert 0.0 <= outs[True]["aref_named_share"] <= 1.0

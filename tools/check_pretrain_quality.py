@@ -1,0 +1,107 @@
+r"""Runs the quick start's pretraining and prints box quality beside the per-region mean box.
+
+  python tools/check_pretrain_quality.py --data_dir D [--workdir W] [--build] \
+      [--config.key=value ...]
+
+With --build, D is filled first as tools/quickstart.sh does (400 synthetic patients at 256 px,
+preset easy, the three builders at r128, the tokenizer to D/tokenizer.model); otherwise D must
+hold those. The run is `python -m locvqa_jax.train --config
+configs/pretrain_locca.py:runlocal,quickstart,data_dir=D --workdir W` plus the given overrides.
+Prints the first and last logged training loss, the wall time, and per task the validation loss,
+IoU, accuracy at IoU 0.5 and share of parseable boxes beside the baseline. Exit status 1 when the
+training loss did not fall or CAREF IoU does not beat the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATASETS = ("mimic_cxr", "chest_imagenome", "mimic_diff_vqa")
+
+
+def _run(*args: str) -> None:
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + sys.path))
+  subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, check=True)
+
+
+def build_data(data_dir: str, patients: int = 400) -> None:
+  """The quick start's synthetic data: generator, three builders at r128, tokenizer."""
+  raw = os.path.join(data_dir, "raw")
+  _run("locvqa_jax.data.synthetic", "--out", raw, "--patients", str(patients), "--seed", "0",
+       "--image-size", "256", "--workers", "2", "--preset", "easy", "--overwrite")
+  for name in DATASETS:
+    _run("tfds_builders.build", name, f"--manual_dir={raw}", "--config=r128",
+         f"--data_dir={data_dir}", "--workers=2")
+  _run("locvqa_jax.tokenizer", "--data_dir", data_dir, "--config", "r128", "--out",
+       os.path.join(data_dir, "tokenizer.model"))
+
+
+def pretrain(data_dir: str, workdir: str, overrides: list[str]) -> dict[str, float]:
+  """Runs the quick start's pretraining; returns its summary (see `summarize`)."""
+  start = time.time()
+  _run("locvqa_jax.train", "--config",
+       f"configs/pretrain_locca.py:runlocal,quickstart,data_dir={data_dir}",
+       "--workdir", workdir, *overrides)
+  summary = summarize(os.path.join(workdir, "metrics.jsonl"))
+  summary["wall_s"] = time.time() - start
+  return summary
+
+
+def summarize(metrics_path: str) -> dict[str, float]:
+  """first/last training loss and the last validation metrics (keys without 'val/')."""
+  rows = [json.loads(line) for line in open(metrics_path)]
+  train = [r["train/loss"] for r in rows if "train/loss" in r]
+  val = [r for r in rows if "val/loss" in r]
+  if not train or not val:
+    raise ValueError(f"{metrics_path}: no training loss or no validation row")
+  out = {k[4:]: v for k, v in val[-1].items() if k.startswith("val/")}
+  out.update(first_train_loss=train[0], last_train_loss=train[-1], step=val[-1].get("step", -1))
+  return out
+
+
+def table(s: dict[str, float]) -> str:
+  lines = [f"training loss {s['first_train_loss']:.3f} -> {s['last_train_loss']:.3f}"
+           + (f", wall {s['wall_s']:.0f} s" if "wall_s" in s else ""),
+           f"{'task':<6} {'val loss':>8} {'IoU':>6} {'acc@.5':>6} {'base IoU':>8} "
+           f"{'base acc':>8} {'parsed':>6}"]
+  for t in ("cap", "aref", "gcap", "caref"):
+    if f"loss_{t}" not in s:
+      continue
+    f = lambda k: f"{s[k]:.3f}" if k in s else "-"
+    lines.append(f"{t:<6} {s[f'loss_{t}']:>8.3f} {f(f'{t}_iou'):>6} {f(f'{t}_acc50'):>6} "
+                 f"{f(f'{t}_baseline_iou'):>8} {f(f'{t}_baseline_acc50'):>8} "
+                 f"{f(f'{t}_parsed'):>6}")
+  return "\n".join(lines)
+
+
+def passes(s: dict[str, float]) -> bool:
+  return (s["last_train_loss"] < s["first_train_loss"]
+          and s["caref_iou"] > s["caref_baseline_iou"])
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--data_dir", required=True)
+  parser.add_argument("--workdir", default="")
+  parser.add_argument("--build", action="store_true", help="generate and build the data first")
+  args, overrides = parser.parse_known_args()
+  if args.build:
+    build_data(args.data_dir)
+  workdir = args.workdir or tempfile.mkdtemp(prefix="locca_quality_")
+  summary = pretrain(args.data_dir, workdir, overrides)
+  print(table(summary))
+  ok = passes(summary)
+  print("PASS: loss fell and CAREF IoU beats the per-region mean box" if ok else
+        "FAIL: loss did not fall or CAREF IoU does not beat the per-region mean box")
+  return 0 if ok else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())
