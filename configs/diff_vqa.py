@@ -16,9 +16,9 @@ small language model (1500 steps, about 10 minutes on 2 busy cores):
 What it reaches (measured, synthetic easy data of 600 patients at r128, encoder from a
 1500-step micro pretraining run, docs/diff_vqa.md): the training loss falls from about 5.5 to
 about 0.25 and val/loss to 0.25 in 1500 steps (~10 min on 2 busy cores); on the test split the
-model is level with the most-frequent-answer baseline (closed accuracy 0.79, difference CIDEr
-2.86) and does not yet name changes (finding F1 0.03): at this smoke scale the answers come from
-the question prior, not the images. Compare with the blind run before reading more into it.
+model is level with the blind run and the most-frequent-answer baseline (closed accuracy 0.79,
+difference CIDEr 2.86) and does not yet name changes (finding F1 0.03): at this smoke scale the
+answers come from the question prior, not the images.
 
 Arguments (`:name=value,...`; a bare name means true):
   encoder_init     a pretraining workdir ('W' = latest step, 'W:1000'), or a big_vision / SigLIP
