@@ -2,7 +2,7 @@ r"""Difference VQA: the pretrained encoder, frozen and shared by both images, an
 
 CPU quick start on the synthetic data, after the pretraining smoke run (configs/pretrain_locca.py)
 wrote /tmp/locca_micro; the encoder's outputs are cached once, then each step only runs the
-small language model (a few minutes on 2 cores):
+small language model (1500 steps, about 10 minutes on 2 busy cores):
 
   python -m locvqa_jax.train \
       --config configs/diff_vqa.py:encoder_init=/tmp/locca_micro,runlocal \
@@ -13,10 +13,12 @@ small language model (a few minutes on 2 cores):
   python -m locvqa_jax.evaluate --workdir /tmp/vqa_micro --split test \
       --blind_workdir /tmp/vqa_micro_blind
 
-What it reaches: the training loss falls from about ln(vocab_size) to well under 1; the validation
-loss of the model ends below the blind run's, and the evaluation table shows the model above the
-blind model and the most-frequent-answer baseline in difference CIDEr, finding F1 and closed
-accuracy. docs/diff_vqa.md has the numbers of a reference run.
+What it reaches (measured, synthetic easy data of 600 patients at r128, encoder from a
+1500-step micro pretraining run, docs/diff_vqa.md): the training loss falls from about 5.5 to
+about 0.25 and val/loss to 0.25 in 1500 steps (~10 min on 2 busy cores); on the test split the
+model is level with the blind run and the most-frequent-answer baseline (closed accuracy 0.79,
+difference CIDEr 2.86) and does not yet name changes (finding F1 0.03): at this smoke scale the
+answers come from the question prior, not the images.
 
 Arguments (`:name=value,...`; a bare name means true):
   encoder_init     a pretraining workdir ('W' = latest step, 'W:1000'), or a big_vision / SigLIP
