@@ -8,11 +8,11 @@ CPU smoke run on the synthetic data (2 CPU cores, a few minutes):
 
 What it should reach (measured on 40 synthetic patients, 300 steps, about 3 minutes on 2 busy
 CPU cores): training loss 7.3 -> 3.5, validation loss 3.5 (CAP 2.1, AREF 4.5, GCAP 4.2,
-CAREF 6.2), CAP BLEU-4 about 0.1. Boxes need longer: at 300 steps the predicted boxes still
-score IoU 0 against the per-region mean-box baseline (CAREF 0.56, AREF 0.68 IoU); with
-tasks=caref+aref, lr 3e-3 and 1500 steps AREF reaches IoU 0.08 and CAREF 0.04, still far below
-that baseline. The validation prints loss per task, AREF/CAREF IoU and accuracy at IoU 0.5
-beside the baseline, GCAP/CAP BLEU-4 and CIDEr, and writes W/samples_<step>.txt.
+CAREF 6.2), CAP BLEU-4 about 0.1; boxes still score IoU 0. The quick start adds `quickstart`
+(boxes weighted up, lr 1e-2, 500 steps, location soft targets, constrained boxes); its numbers
+beside the per-region mean-box baseline are in docs/training.md ("Box quality in the quick
+start"). The validation prints loss per task, AREF/CAREF IoU and accuracy at IoU 0.5 beside the
+baseline, GCAP/CAP BLEU-4 and CIDEr, and writes W/samples_<step>.txt.
 
 Arguments (`:name=value,...`; a bare name means true):
   variant           ViT variant: 'micro' (CPU smoke size), big_vision's 'mu/16' .. 'So400m/14',
