@@ -5,7 +5,15 @@
 
 reads one JSON object per line with at least `question_type`, `question`, `reference` and
 `prediction` (`id` optional), writes DIR/metrics.json (DIR defaults to the file's folder) and
-prints the tables. Any method's outputs, another paper's released predictions included, are scored
+prints the tables.
+
+  python -m locvqa_jax.evaluate --workdir W [--split test] [--step N] [--blind_workdir W2] \
+      [--beam_size K --length_penalty A --no_repeat_ngram_size N]
+
+decodes every question of the split with a trained difference-VQA run (the checkpoint kept as
+best on validation unless --step or --checkpoint latest), writes W/eval/<split>_<step>/
+predictions.jsonl and metrics.json, and prints the model beside the blind run and the most
+frequent training answer (locvqa_jax/vqa_evaluate.py). Any method's outputs, another paper's released predictions included, are scored
 exactly like this project's own. The library entry point is `score_predictions(records) -> dict`.
 """
 
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import pathlib
 import sys
 from typing import Optional, Sequence
@@ -36,6 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
       "--predictions", type=pathlib.Path, metavar="FILE.jsonl",
       help="score an existing predictions file; one JSON object per line with question_type, "
            "question, reference, prediction (id optional)")
+  source.add_argument(
+      "--workdir", metavar="W",
+      help="decode and score a trained difference-VQA run (configs/diff_vqa.py)")
+  model = parser.add_argument_group("with --workdir")
+  model.add_argument("--split", default="test", choices=("train", "validation", "test"))
+  model.add_argument("--step", type=int, help="checkpoint step (default: the best on validation)")
+  model.add_argument("--checkpoint", default="best", choices=("best", "latest"),
+                     help="without --step: the best-on-validation or the latest checkpoint")
+  model.add_argument("--blind_workdir", metavar="W2",
+                     help="the blind run (configs/diff_vqa.py:...,blind) scored beside the model")
+  model.add_argument("--beam_size", type=int, default=1, help="1: greedy decoding")
+  model.add_argument("--length_penalty", type=float, default=1.0)
+  model.add_argument("--no_repeat_ngram_size", type=int, default=0)
+  model.add_argument("--batch_size", type=int, default=0,
+                     help="questions per decoding batch (default: the run's validation batch)")
+  model.add_argument("--max_batches", type=int, default=0, help="stop early (0: whole split)")
   parser.add_argument(
       "--out", type=pathlib.Path, metavar="DIR",
       help="where metrics.json goes (default: the folder of --predictions)")
@@ -73,6 +98,25 @@ def _score_file(args: argparse.Namespace) -> int:
   return 0
 
 
+def _score_workdir(args: argparse.Namespace) -> int:
+  from locvqa_jax import vqa_evaluate  # pylint: disable=g-import-not-at-top
+  # orbax notes at WARNING every checkpoint item it is not asked to restore.
+  logging.getLogger("absl").setLevel(logging.ERROR)
+  result = vqa_evaluate.evaluate_workdir(
+      args.workdir, split=args.split, step=args.step, checkpoint=args.checkpoint,
+      blind_workdir=args.blind_workdir, beam_size=args.beam_size,
+      length_penalty=args.length_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
+      batch_size=args.batch_size, max_batches=args.max_batches,
+      score_kwargs=dict(no_bertscore=args.no_bertscore, bertscore_model=args.bertscore_model,
+                        bertscore_layer=args.bertscore_layer),
+      progress=not args.no_progress)
+  print(format_metrics(result["columns"]["model"]))
+  print(f"\nModel and baselines on {args.split}:")
+  print(vqa_evaluate.comparison_table(result["columns"]))
+  print(f"\nWrote {result['out_dir']}/predictions.jsonl and metrics*.json")
+  return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = build_parser().parse_args(argv)
   if args.no_bertscore and (args.bertscore_model or args.bertscore_layer is not None):
@@ -80,7 +124,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           file=sys.stderr)
     return 2
   try:
-    return _score_file(args)
+    return _score_workdir(args) if args.workdir else _score_file(args)
   except (PredictionsFormatError, nlg.JavaNotFoundError, bertscore.BertScoreModelError,
           FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -202,6 +202,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     logging.info("resumed from %s at step %d", ckpt.directory, resume_step)
   else:
     state = trainer.init_state(jax.random.PRNGKey(config.seed))
+    if hasattr(module, "load_pretrained"):  # A model module may start from earlier runs.
+      state["params"] = module.load_pretrained(state["params"], config)
   start_step = int(jax.device_get(state["step"]))
 
   def save(step):

@@ -1,0 +1,1 @@
+"""Encoder interop: Hugging Face SigLIP vision models <-> big_vision-named ViT params."""
