@@ -26,7 +26,7 @@ Arguments (`:name=value,...`; a bare name means true):
                     synthetic build of tools/quickstart.sh).
   tokenizer         SentencePiece model (default: <data_dir>/tokenizer.model).
   runlocal          tiny CPU smoke sizes (batch, steps, eval).
-  quickstart        with runlocal: the quick start's settings for boxes (`_quickstart` below).
+  quickstart        runlocal plus the quick start's settings for boxes (`_quickstart` below).
   preset            '' | 'paper' | 'b16' (below).
 
 preset=paper: the authors' stage-1 scale. So400m/14 at 448 px (1024 tokens), decoder 12 x 768,
@@ -75,6 +75,7 @@ def get_config(arg=None):
     raise ValueError(f"configs/pretrain_locca.py: preset={arg.preset!r}; expected one of "
                      f"{_PRESETS}")
   paper, b16 = arg.preset == "paper", arg.preset == "b16"
+  arg.runlocal = arg.runlocal or arg.quickstart  # The quick start runs at runlocal's sizes.
   variant = "So400m/14" if paper else "B/16" if b16 else arg.variant
   res = 448 if paper else 224 if b16 else arg.res
   masked_pred_prob = (arg.masked_pred_prob if arg.masked_pred_prob >= 0 else
