@@ -4,7 +4,8 @@
 # the location-aware encoder, fine-tune difference VQA on it, evaluate and print the metrics.
 #
 # Everything goes to quickstart_out/ (or $QUICKSTART_OUT), which is recreated on every run.
-# Sizes can be changed with QUICKSTART_PATIENTS, QUICKSTART_IMAGE_SIZE and QUICKSTART_WORKERS.
+# Sizes can be changed with QUICKSTART_PATIENTS, QUICKSTART_IMAGE_SIZE, QUICKSTART_WORKERS and
+# QUICKSTART_VQA_STEPS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ PATIENTS=${QUICKSTART_PATIENTS:-400}
 IMAGE_SIZE=${QUICKSTART_IMAGE_SIZE:-256}
 WORKERS=${QUICKSTART_WORKERS:-2}
 RES=128
+VQA_STEPS=${QUICKSTART_VQA_STEPS:-500}
 PY=.venv/bin/python
 export PYTHONUNBUFFERED=1
 
@@ -49,8 +51,21 @@ done
 step "tokenizer"
 "$PY" -m locvqa_jax.tokenizer --data_dir "$DATA" --config "r$RES" --out "$DATA/tokenizer.model"
 
-step "pretraining (CAP, AREF, GCAP, CAREF with parallel prediction)"
-"$PY" -m locvqa_jax.train --config "configs/pretrain_locca.py:quickstart,data_dir=$DATA" \
+step "pretraining: CAP, AREF, GCAP, CAREF (validation loss per task, box IoU vs the mean-box baseline)"
+"$PY" -m locvqa_jax.train --config "configs/pretrain_locca.py:runlocal,quickstart,data_dir=$DATA" \
     --workdir "$OUT/pretrain"
+
+step "difference VQA on the frozen pretrained encoder ($VQA_STEPS steps)"
+"$PY" -m locvqa_jax.train --config "configs/diff_vqa.py:encoder_init=$OUT/pretrain,runlocal,data_dir=$DATA" \
+    --workdir "$OUT/diff_vqa" --config.total_steps="$VQA_STEPS"
+
+step "blind baseline: the same model and budget without the images"
+"$PY" -m locvqa_jax.train \
+    --config "configs/diff_vqa.py:encoder_init=$OUT/pretrain,runlocal,blind,data_dir=$DATA" \
+    --workdir "$OUT/diff_vqa_blind" --config.total_steps="$VQA_STEPS"
+
+step "evaluation on the test split (model, blind model, most frequent training answer)"
+"$PY" -m locvqa_jax.evaluate --workdir "$OUT/diff_vqa" --split test \
+    --blind_workdir "$OUT/diff_vqa_blind"
 
 step "done in $((SECONDS - start)) s; outputs in $OUT/"
