@@ -114,6 +114,11 @@ def get_config(arg=None):
                          remat_policy=remat, dtype_mm=dtype, dropout=0.0)
   c.model.decoder.vocab_size = c.get_ref("vocab_size")
 
+  # Encoder initialisation: '' (random), a big_vision / SigLIP 'file.npz[:img]', or a local
+  # Hugging Face SigLIP folder; parameters matching model_dont_load keep their initial values.
+  c.model_init = ""
+  c.model_dont_load = ()
+
   # Loss (locvqa_jax/losses.py).
   # loc_label_sigma > 0: location targets become Gaussian soft targets over neighbouring bins
   # (losses.loc_soft_targets_xent); loc_first_id is the id of <loc0000>: SentencePiece puts the

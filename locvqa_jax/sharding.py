@@ -140,6 +140,15 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def place_like(value: Any, like: jax.Array) -> jax.Array:
+  """A host value on the sharding and dtype of `like` (each device, on any host, gets its slice)."""
+  value = np.asarray(value, like.dtype)
+  sharding = getattr(like, "sharding", None)
+  if sharding is None:
+    return jax.numpy.asarray(value)
+  return jax.make_array_from_callback(value.shape, sharding, lambda idx: value[idx])
+
+
 def make_global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """Assembles the per-process batches into global arrays sharded over the batch axes.
 

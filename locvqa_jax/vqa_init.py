@@ -23,6 +23,7 @@ from typing import Any, Mapping, Optional
 import jax
 import numpy as np
 
+from locvqa_jax import sharding
 from locvqa_jax.models import npz
 from locvqa_jax.models import vit
 
@@ -107,15 +108,6 @@ def load_encoder_params(config: Any, init_shapes: Optional[Mapping[str, Any]] = 
   return npz.unflatten(merged)
 
 
-def _place(value: np.ndarray, like: jax.Array) -> jax.Array:
-  """value on the sharding of `like` (works across hosts: each device gets its slice)."""
-  value = np.asarray(value, like.dtype)
-  sharding = getattr(like, "sharding", None)
-  if sharding is None:
-    return jax.numpy.asarray(value)
-  return jax.make_array_from_callback(value.shape, sharding, lambda idx: value[idx])
-
-
 def _to_host(tree: Any) -> Any:
   """Numpy copies of possibly sharded arrays (gathered from every process on multi-host)."""
   if jax.process_count() == 1:
@@ -141,14 +133,14 @@ def load_pretrained(params: Mapping[str, Any], config: Any) -> dict[str, Any]:
     return params
   if "encoder" in params:
     loaded = load_encoder_params(config, params["encoder"])
-    params["encoder"] = jax.tree.map(_place, loaded, params["encoder"])
+    params["encoder"] = jax.tree.map(sharding.place_like, loaded, params["encoder"])
     logging.info("encoder loaded from %s", config.init.encoder)
   if config.init.lm_from_decoder and spec.kind == "workdir":
     from locvqa_jax import checkpointing  # pylint: disable=g-import-not-at-top
     from locvqa_jax.models import diff_vqa  # pylint: disable=g-import-not-at-top
     _, pre = checkpointing.load_params(spec.path, spec.step)
     lm, report = diff_vqa.lm_params_from_cappa(_to_host(params["lm"]), pre["decoder"])
-    params["lm"] = jax.tree.map(_place, lm, params["lm"])
+    params["lm"] = jax.tree.map(sharding.place_like, lm, params["lm"])
     logging.info("language model: %d tensors from the pretraining decoder, %d kept at init (%s)",
                  len(report["copied"]), len(report["kept"]), ", ".join(report["kept"][:6]))
   return params

@@ -298,3 +298,23 @@ def Model(*, preset: Optional[str] = None, encoder: Optional[Mapping[str, Any]] 
   if "vocab_size" not in dec:
     raise ValueError("cappa.Model needs decoder.vocab_size (the tokenizer's vocab_size).")
   return EncoderDecoder(encoder_kw=_freeze(enc), decoder_kw=_freeze(dec))
+
+
+def load_pretrained(params: Mapping[str, Any], config: Any) -> dict[str, Any]:
+  """Trainer hook, called once on a fresh start: `config.model_init` initialises the encoder.
+
+  `model_init` is '' (random init), a big_vision / SigLIP `file.npz[:subtree]`, or a local
+  Hugging Face SigLIP folder (locvqa_jax/models/init_from.py); `model_dont_load` lists regexes
+  of encoder parameters kept at their initial values (e.g. 'MAPHead_0/.*').
+  """
+  path = config.get("model_init", "")
+  if not path:
+    return dict(params)
+  # Imported here: the loaders pull in safetensors / export code that plain training never needs.
+  from locvqa_jax import sharding  # pylint: disable=g-import-not-at-top
+  from locvqa_jax.models import init_from  # pylint: disable=g-import-not-at-top
+  loaded = init_from.load_encoder_weights(path, jax.device_get(params["encoder"]),
+                                          tuple(config.get("model_dont_load", ())))
+  params = dict(params)
+  params["encoder"] = jax.tree.map(sharding.place_like, loaded, params["encoder"])
+  return params
