@@ -84,6 +84,23 @@ class MlpBlock(nn.Module):
     return nn.Dense(d, use_bias=self.use_bias, dtype=self.dtype_mm, **inits)(x)
 
 
+def cached_self_attention(attn: "Attention", h: jax.Array, mask: jax.Array,
+                          cache: Optional[dict], write_pos: Optional[jax.Array]):
+  """Self-attention of h [B, T, E] under mask [B, T, S], through the KV cache when given.
+
+  Returns (output [B, T, E], None or the cache dict with 'k', 'v' [B, S, H, Dh] updated at
+  write_pos [B]). Shared by the CapPa decoder block and the difference-VQA language model.
+  """
+  q = attn.project_q(h)
+  k, v = attn.project_kv(h)
+  new_cache = None
+  if cache is not None:
+    k = write_cache(cache["k"], k, write_pos)
+    v = write_cache(cache["v"], v, write_pos)
+    new_cache = dict(k=k, v=v)
+  return attn.attend(q, k, v, mask), new_cache
+
+
 class DecoderBlock(nn.Module):
   """Pre-LN block: x + SelfAttn(LN1 x), + CrossAttn(LN2 x, encoded), + MLP(LN3 x)."""
   emb_dim: int
@@ -116,14 +133,8 @@ class DecoderBlock(nn.Module):
     self_attn, cross_attn = attn("SelfAttn"), attn("CrossAttn")
 
     h = nn.LayerNorm(name="LayerNorm1", use_bias=self.use_bias)(x)
-    q = self_attn.project_q(h)
-    k, v = self_attn.project_kv(h)
-    new_cache = None
-    if cache is not None:
-      k = write_cache(cache["k"], k, write_pos)
-      v = write_cache(cache["v"], v, write_pos)
-      new_cache = dict(k=k, v=v)
-    x = x + drop(self_attn.attend(q, k, v, self_mask))
+    y, new_cache = cached_self_attention(self_attn, h, self_mask, cache, write_pos)
+    x = x + drop(y)
 
     h = nn.LayerNorm(name="LayerNorm2", use_bias=self.use_bias)(x)
     if cache is not None and "ck" in cache:

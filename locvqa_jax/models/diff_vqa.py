@@ -71,14 +71,8 @@ class LmBlock(nn.Module):
     attn = common.Attention(self.emb_dim, self.num_heads, dtype_mm=self.dtype_mm,
                             name="SelfAttn")
     h = nn.LayerNorm(name="LayerNorm1", use_bias=self.use_bias)(x)
-    q = attn.project_q(h)
-    k, v = attn.project_kv(h)
-    new_cache = None
-    if cache is not None:
-      k = common.write_cache(cache["k"], k, write_pos)
-      v = common.write_cache(cache["v"], v, write_pos)
-      new_cache = dict(k=k, v=v)
-    x = x + drop(attn.attend(q, k, v, self_mask))
+    y, new_cache = common.cached_self_attention(attn, h, self_mask, cache, write_pos)
+    x = x + drop(y)
     h = nn.LayerNorm(name="LayerNorm2", use_bias=self.use_bias)(x)
     x = x + drop(common.MlpBlock(self.mlp_dim, self.dropout, self.use_bias, self.dtype_mm,
                                  name="MLP")(h, deterministic))
