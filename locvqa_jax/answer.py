@@ -16,19 +16,17 @@ side. Boxes are (ymin, xmin, ymax, xmax) in [0, 1] of the letterboxed frame.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import logging
 import sys
 from typing import Any, Optional, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
-from locvqa_jax import decoding
 from locvqa_jax import vqa_predict
+from locvqa_jax.caref import Grounder, pretrain_workdir_of, to_model_input
 
 BOS_ID = 2
 _COLORS = ((230, 60, 60), (60, 160, 255), (80, 200, 80), (240, 200, 40), (200, 90, 220),
@@ -41,11 +39,6 @@ def load_image(path: str, size: int) -> np.ndarray:
   with Image.open(path) as pil:
     gray = np.asarray(pil.convert("L"))
   return letterbox.letterbox(gray, size)
-
-
-def to_model_input(image: np.ndarray) -> np.ndarray:
-  """[R, R] uint8 -> [R, R, 1] float32 in [-1, 1] (the range of both training stages)."""
-  return (image.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0))[..., None]
 
 
 def res_of(config: Any) -> int:
@@ -68,54 +61,6 @@ def findings_in_answer(text: str) -> list[tuple[str, str]]:
   """(finding, direction) items an answer names, in a stable order."""
   from locvqa_jax.evaluation import findings  # pylint: disable=g-import-not-at-top
   return sorted(findings.parse_difference(text).items)
-
-
-class Grounder:
-  """CAREF with a pretraining run: `locate(images, phrases) -> boxes`."""
-
-  def __init__(self, workdir: str, step: Optional[int] = None):
-    from locvqa_jax import checkpointing  # pylint: disable=g-import-not-at-top
-    from locvqa_jax import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
-    from locvqa_jax.models import cappa  # pylint: disable=g-import-not-at-top
-    meta, params = checkpointing.load_params(workdir, step)
-    config = meta["config"]
-    if config.get("model_name", "cappa") != "cappa" or "decoder" not in params:
-      raise ValueError(f"--pretrain_workdir {workdir} is not a pretraining (cappa) run")
-    self.model = cappa.Model(**config["model"])
-    self.params = params
-    self.tok = tokenizer_lib.Tokenizer.from_bytes(base64.b64decode(meta["tokenizer_b64"]))
-    self.template = config.get("input", {}).get("templates", {}).get("caref_prefix",
-                                                                     "<caref> {phrase}")
-    self.res = int(str(config.get("input", {}).get("res", "r128")).lstrip("r"))
-    self._encode = jax.jit(lambda p, x: self.model.apply({"params": p}, x, method="encode"))
-    self._greedy = jax.jit(lambda p, e, x, n: decoding.greedy_decode(
-        self.model, p, e, x, n, max_decode_len=4, eos_id=-1))
-
-  def locate(self, images: Sequence[np.ndarray], phrases: Sequence[str]) -> np.ndarray:
-    """Boxes [len(images), len(phrases), 4] (NaN where the 4 tokens are not a box).
-
-    images: letterboxed uint8 [R, R] at any size; resized to the pretraining resolution.
-    """
-    from locvqa_jax.data import tasks  # pylint: disable=g-import-not-at-top
-    x = np.stack([to_model_input(np.asarray(Image.fromarray(im).resize(
-        (self.res, self.res), Image.BILINEAR))) for im in images])
-    encoded = self._encode(self.params, jnp.asarray(x))
-    prefixes = [[BOS_ID] + tasks.render(self.template, self.tok, phrase=p) for p in phrases]
-    width = max(len(p) for p in prefixes)
-    prefix = np.zeros((len(phrases), width), np.int32)
-    for i, p in enumerate(prefixes):
-      prefix[i, :len(p)] = p
-    lengths = np.asarray([len(p) for p in prefixes], np.int32)
-    out = np.full((len(images), len(phrases), 4), np.nan, np.float32)
-    for i in range(len(images)):
-      enc = jnp.repeat(encoded[i:i + 1], len(phrases), axis=0)
-      tokens = np.asarray(self._greedy(self.params, enc, jnp.asarray(prefix),
-                                       jnp.asarray(lengths)))
-      for j in range(len(phrases)):
-        box = self.tok.parse_box(tokens[j])
-        if box is not None:
-          out[i, j] = box
-    return out
 
 
 def draw(reference: np.ndarray, main: np.ndarray, boxes: np.ndarray, labels: Sequence[str],
@@ -158,7 +103,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   # orbax notes at WARNING every checkpoint item it is not asked to restore.
   logging.getLogger("absl").setLevel(logging.ERROR)
   from locvqa_jax import vqa_evaluate  # pylint: disable=g-import-not-at-top
-  from locvqa_jax import vqa_init  # pylint: disable=g-import-not-at-top
   run = vqa_evaluate.Run(args.workdir, args.step)
   res = res_of(run.config)
   main_img, ref_img = load_image(args.main, res), load_image(args.reference, res)
@@ -166,18 +110,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 length_penalty=args.length_penalty)
   result = {"question": args.question, "answer": text}
   if args.grounding:
-    pretrain = args.pretrain_workdir
-    if not pretrain:
-      spec = vqa_init.parse_encoder_init(run.config.init.encoder)
-      if spec is None or spec.kind != "workdir":
-        parser.error("--grounding needs --pretrain_workdir (the run's encoder did not come from "
-                     "a pretraining workdir)")
-      pretrain = spec.path
+    try:
+      pretrain = args.pretrain_workdir or pretrain_workdir_of(run.config)
+    except ValueError as e:
+      parser.error(str(e))
     items = findings_in_answer(text)
     labels = [f for f, _ in items]
     boxes = np.full((2, 0, 4), np.nan, np.float32)
     if labels:
-      boxes = Grounder(pretrain).locate([ref_img, main_img], labels)
+      grounder = Grounder(pretrain, batch_size=2 * len(labels))
+      boxes = grounder.locate([ref_img, main_img], labels)
     draw(ref_img, main_img, boxes, [f"{f} ({d})" for f, d in items], text, args.grounding)
     result["findings"] = [
         {"finding": f, "direction": d,

@@ -1,25 +1,32 @@
 """Scores VQA predictions under the EKAID protocol plus BERTScore and finding-level metrics.
 
-  python -m locvqa_jax.evaluate --predictions FILE.jsonl [--out DIR] \
+  python -m locvqa_jax.evaluate --predictions FILE.jsonl [--out DIR] [--data_dir D] \
       [--bertscore_model PATH | --no_bertscore] [--bertscore_layer K]
 
 reads one JSON object per line with at least `question_type`, `question`, `reference` and
 `prediction` (`id` optional), writes DIR/metrics.json (DIR defaults to the file's folder) and
-prints the tables.
+prints the tables. Difference records with `grounding` boxes (locvqa_jax/evaluation/
+grounding.py) are scored for grounding; entries without `truth` get it from the built
+chest_imagenome in --data_dir.
 
   python -m locvqa_jax.evaluate --workdir W [--split test] [--step N] [--blind_workdir W2] \
-      [--beam_size K --length_penalty A --no_repeat_ngram_size N]
+      [--beam_size K --length_penalty A --no_repeat_ngram_size N] \
+      [--grounding [--pretrain_workdir P] [--grounding_answers reference] \
+                   [--constrain_boxes | --free_boxes]]
 
 decodes every question of the split with a trained difference-VQA run (the checkpoint kept as
 best on validation unless --step or --checkpoint latest), writes W/eval/<split>_<step>/
 predictions.jsonl and metrics.json, and prints the model beside the blind run and the most
-frequent training answer (locvqa_jax/vqa_evaluate.py). Any method's outputs, another paper's released predictions included, are scored
+frequent training answer (locvqa_jax/vqa_evaluate.py). --grounding also locates each finding
+a predicted difference answer names with the pretraining decoder's CAREF and scores the boxes
+against Chest ImaGenome's (locvqa_jax/vqa_grounding.py). Any method's outputs, another paper's released predictions included, are scored
 exactly like this project's own. The library entry point is `score_predictions(records) -> dict`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import pathlib
@@ -28,11 +35,11 @@ from typing import Optional, Sequence
 
 from locvqa_jax.evaluation import bertscore
 from locvqa_jax.evaluation import nlg
-from locvqa_jax.evaluation.records import PredictionsFormatError, read_jsonl
+from locvqa_jax.evaluation.records import Prediction, PredictionsFormatError, read_jsonl
 from locvqa_jax.evaluation.report import format_metrics
 from locvqa_jax.evaluation.scoring import score_predictions
 
-__all__ = ["score_predictions", "write_metrics", "main"]
+__all__ = ["score_predictions", "with_truth", "write_metrics", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +68,27 @@ def build_parser() -> argparse.ArgumentParser:
   model.add_argument("--batch_size", type=int, default=0,
                      help="questions per decoding batch (default: the run's validation batch)")
   model.add_argument("--max_batches", type=int, default=0, help="stop early (0: whole split)")
+  model.add_argument("--grounding", action="store_true",
+                     help="locate the findings each difference prediction names (CAREF) and "
+                          "score the boxes against the chest_imagenome truth")
+  model.add_argument("--pretrain_workdir", metavar="P",
+                     help="pretraining run for CAREF (default: the run's config.init.encoder)")
+  model.add_argument("--grounding_batch_size", type=int, default=32,
+                     help="(image, finding) pairs per CAREF batch")
+  model.add_argument("--grounding_answers", default="prediction",
+                     choices=("prediction", "reference"),
+                     help="locate the findings the predicted answers name, or those the "
+                          "reference answers name (CAREF alone, whatever the VQA model says)")
+  boxes = model.add_mutually_exclusive_group()
+  boxes.add_argument("--constrain_boxes", action="store_const", const=True, default=None,
+                     help="CAREF may only generate location tokens (default: as the "
+                          "pretraining run's validation)")
+  boxes.add_argument("--free_boxes", dest="constrain_boxes", action="store_const", const=False,
+                     help="CAREF decodes freely; outputs that are not a box score 0")
+  parser.add_argument(
+      "--data_dir", metavar="D",
+      help="a data_dir holding the built chest_imagenome, where the true boxes of grounding "
+           "entries are looked up (default with --workdir: the run's config.input.data_dir)")
   parser.add_argument(
       "--out", type=pathlib.Path, metavar="DIR",
       help="where metrics.json goes (default: the folder of --predictions)")
@@ -86,8 +114,29 @@ def write_metrics(metrics: dict, out_dir: pathlib.Path) -> pathlib.Path:
   return path
 
 
+def with_truth(predictions: Sequence[Prediction], data_dir: Optional[str],
+               progress: bool = False) -> list[Prediction]:
+  """Predictions whose grounding entries all carry true boxes (looked up in data_dir).
+
+  Raises PredictionsFormatError when some lack them and no data_dir is given, before any
+  metric runs.
+  """
+  from locvqa_jax.evaluation import box_truth  # pylint: disable=g-import-not-at-top
+  records = [dict(p.extras, id=p.id) for p in predictions]
+  dicoms, studies = box_truth.wanted_ids(records)
+  if not dicoms and not studies:
+    return list(predictions)
+  if not data_dir:
+    raise PredictionsFormatError(
+        "grounding entries without 'truth' boxes: pass --data_dir D (a data_dir holding the "
+        "built chest_imagenome) to look them up")
+  index = box_truth.open_index(data_dir, dicom_ids=dicoms, study_ids=studies, progress=progress)
+  return [dataclasses.replace(p, extras={k: v for k, v in r.items() if k != "id"})
+          for p, r in zip(predictions, box_truth.attach_truth(records, index))]
+
+
 def _score_file(args: argparse.Namespace) -> int:
-  predictions = read_jsonl(args.predictions)
+  predictions = with_truth(read_jsonl(args.predictions), args.data_dir, not args.no_progress)
   metrics = score_predictions(
       predictions, no_bertscore=args.no_bertscore, bertscore_model=args.bertscore_model,
       bertscore_layer=args.bertscore_layer, progress=not args.no_progress)
@@ -107,6 +156,9 @@ def _score_workdir(args: argparse.Namespace) -> int:
       blind_workdir=args.blind_workdir, beam_size=args.beam_size,
       length_penalty=args.length_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
       batch_size=args.batch_size, max_batches=args.max_batches,
+      grounding=dict(pretrain_workdir=args.pretrain_workdir, data_dir=args.data_dir,
+                     batch_size=args.grounding_batch_size, constrain_boxes=args.constrain_boxes,
+                     answers=args.grounding_answers) if args.grounding else None,
       score_kwargs=dict(no_bertscore=args.no_bertscore, bertscore_model=args.bertscore_model,
                         bertscore_layer=args.bertscore_layer),
       progress=not args.no_progress)
@@ -122,6 +174,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if args.no_bertscore and (args.bertscore_model or args.bertscore_layer is not None):
     print("error: --no_bertscore cannot be combined with --bertscore_model/--bertscore_layer",
           file=sys.stderr)
+    return 2
+  if not args.workdir and (args.grounding or args.pretrain_workdir):
+    print("error: --grounding and --pretrain_workdir go with --workdir (a file's boxes are "
+          "scored whenever its records carry them)", file=sys.stderr)
     return 2
   try:
     return _score_workdir(args) if args.workdir else _score_file(args)

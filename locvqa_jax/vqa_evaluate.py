@@ -13,6 +13,9 @@ and metrics.json (`score_predictions`), then scores two baselines by the same fu
                  without image tokens), decoded the same way.
 
 and prints one table with the three side by side (metrics_<baseline>.json beside metrics.json).
+With `grounding` (evaluate --grounding) the model's difference predictions also get CAREF
+boxes for the findings they name and their true boxes (locvqa_jax/vqa_grounding.py), scored by
+the `grounding` metric group beside the mean-box baseline.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ _ROWS = (
     ("overall", "exact_match", "closed_accuracy", "closed accuracy"),
     ("overall", "exact_match", "open_accuracy", "open accuracy"),
     ("overall", "exact_match", "accuracy", "exact-match accuracy"),
+    ("difference", "grounding", "mean_iou", "grounding IoU"),
+    ("difference", "grounding", "baseline_mean_iou", "grounding IoU, mean box"),
 )
 
 
@@ -124,9 +129,13 @@ def most_frequent_answers(train_records: Sequence[Any]):
 
 def most_frequent_baseline(predictions: Sequence[dict[str, Any]],
                            train_records: Sequence[Any]) -> list[dict[str, Any]]:
-  """The predictions with each answer replaced by the most frequent training answer."""
+  """The predictions with each answer replaced by the most frequent training answer.
+
+  Grounding boxes belong to the model's answer, so they are left out.
+  """
   by_q, by_type = most_frequent_answers(train_records)
-  return [dict(p, prediction=by_q.get(p["question"], by_type.get(p["question_type"], "")))
+  return [dict({k: v for k, v in p.items() if k != "grounding"},
+               prediction=by_q.get(p["question"], by_type.get(p["question_type"], "")))
           for p in predictions]
 
 
@@ -161,8 +170,13 @@ def evaluate_workdir(workdir: str, *, split: str = "test", step: Optional[int] =
                      beam_size: int = 1, length_penalty: float = 1.0,
                      no_repeat_ngram_size: int = 0, batch_size: int = 0, max_batches: int = 0,
                      score_kwargs: Optional[dict] = None, progress: bool = True,
-                     records: Optional[dict[str, Sequence[Any]]] = None) -> dict[str, Any]:
-  """Decodes, scores, writes W/eval/<split>_<step>/ and returns {method: metrics}."""
+                     records: Optional[dict[str, Sequence[Any]]] = None,
+                     grounding: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+  """Decodes, scores, writes W/eval/<split>_<step>/ and returns {method: metrics}.
+
+  With `grounding` (keyword arguments of vqa_grounding.ground_split, {} for its defaults), the
+  model's difference predictions also get CAREF boxes and true boxes (`_ground`).
+  """
   from locvqa_jax.evaluation.scoring import score_predictions  # pylint: disable=g-import-not-at-top
   score_kwargs = dict(score_kwargs or {}, progress=progress)
   records = records or {}
@@ -172,11 +186,14 @@ def evaluate_workdir(workdir: str, *, split: str = "test", step: Optional[int] =
             no_repeat_ngram_size=no_repeat_ngram_size, max_batches=max_batches,
             progress=progress)
   preds = predict_split(run, split, records=records.get(split), **kw)
-  write_jsonl(os.path.join(out_dir, "predictions.jsonl"), preds)
-  columns = {"model": score_predictions(preds, **score_kwargs)}
   settings = {"workdir": os.path.abspath(workdir), "split": split, "step": run.step,
               "checkpoint": run.kind, "beam_size": beam_size, "length_penalty": length_penalty,
               "no_repeat_ngram_size": no_repeat_ngram_size}
+  if grounding is not None:
+    preds, settings["grounding_model"] = _ground(run, split, preds, records.get(split),
+                                                 dict(grounding, progress=progress))
+  write_jsonl(os.path.join(out_dir, "predictions.jsonl"), preds)
+  columns = {"model": score_predictions(preds, **score_kwargs)}
   _write_json(os.path.join(out_dir, "metrics.json"), dict(settings, **columns["model"]))
   if blind_workdir:
     blind = Run(blind_workdir, None, checkpoint)
@@ -193,6 +210,22 @@ def evaluate_workdir(workdir: str, *, split: str = "test", step: Optional[int] =
     if name != "model":
       _write_json(os.path.join(out_dir, f"metrics_{name.replace(' ', '_')}.json"), metrics)
   return {"out_dir": out_dir, "columns": columns}
+
+
+def _ground(run: Run, split: str, preds: list[dict[str, Any]], split_records: Optional[Any],
+            kwargs: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+  """vqa_grounding.ground_split with the run's defaults: the pretraining workdir its encoder
+  came from, its data_dir (for the built chest_imagenome) and resolution."""
+  from locvqa_jax import caref  # pylint: disable=g-import-not-at-top
+  from locvqa_jax import vqa_grounding  # pylint: disable=g-import-not-at-top
+  kwargs = {k: v for k, v in kwargs.items() if v is not None}
+  if "pretrain_workdir" not in kwargs:
+    kwargs["pretrain_workdir"] = caref.pretrain_workdir_of(run.config)
+  kwargs.setdefault("data_dir", run.config.input.data_dir)
+  kwargs.setdefault("preferred_config", run.config.input.res)
+  if split_records is None:
+    split_records = vqa_source.open_records(run.config, split)
+  return vqa_grounding.ground_split(preds, split_records, **kwargs)
 
 
 def _write_json(path: str, obj: dict) -> None:

@@ -2,8 +2,9 @@
 
 A metric group selects the predictions it applies to (e.g. difference questions) and maps them to
 a dict of numbers. `score_predictions` runs every registered group on its selection overall and
-per question type. A new metric is a new group registered here or from its own module, e.g. the
-grounding accuracy of boxes for named changes, which reads box fields from `Prediction.extras`.
+per question type. A new metric is a new group registered here or from its own module; the
+`grounding` group reads box fields from `Prediction.extras` and so scores only records that carry
+them (evaluate --grounding).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Callable, Optional, Sequence
 from locvqa_jax.evaluation import accuracy
 from locvqa_jax.evaluation import bertscore
 from locvqa_jax.evaluation import findings
+from locvqa_jax.evaluation import grounding
 from locvqa_jax.evaluation import nlg
 from locvqa_jax.evaluation.records import Prediction
 
@@ -105,6 +107,11 @@ def _findings(predictions: Sequence[Prediction], context: ScoringContext) -> dic
   return findings.finding_metrics(*_texts(predictions)) | {"n": len(predictions)}
 
 
+def _grounding(predictions: Sequence[Prediction], context: ScoringContext) -> dict:
+  del context  # the boxes and their truth are in the records
+  return grounding.grounding_metrics(predictions)
+
+
 def _exact_match(predictions: Sequence[Prediction], context: ScoringContext) -> dict:
   del context
   return accuracy.exact_match_accuracy(*_texts(predictions))
@@ -124,3 +131,7 @@ register(MetricGroup(
 register(MetricGroup(
     "exact_match", lambda p: accuracy.is_exact_match_question(p.question), _exact_match,
     "exact-match accuracy, closed (yes/no) and open, questions without 'what has changed'"))
+register(MetricGroup(
+    "grounding", grounding.has_grounding, _grounding,
+    "IoU of the boxes drawn for the findings a difference answer names with their true boxes, "
+    "beside the mean training box of each finding"))

@@ -57,8 +57,19 @@ def _cells(scores: dict, columns) -> list[str]:
   return [_fmt(scores.get(group, {}).get(key)) for group, key, _ in columns]
 
 
+def format_grounding(scores: dict) -> str:
+  """The grounding group's table: CAREF boxes beside the per-finding mean training box."""
+  rows = [["CAREF boxes", _fmt(scores["mean_iou"]), _fmt(scores["acc50"])],
+          ["mean training box", _fmt(scores["baseline_mean_iou"]),
+           _fmt(scores["baseline_acc50"])]]
+  return "\n".join([
+      f"Grounding of named findings (boxes scored={scores['n_boxes']}, "
+      f"no truth={scores['no_truth']}, no box={scores['no_box']}, records={scores['n']})",
+      render_table(["boxes", "mean IoU", "acc@0.5"], rows)])
+
+
 def format_metrics(metrics: dict) -> str:
-  """Difference-question table, per-question-type table and the BERTScore model line."""
+  """Difference-question, grounding and per-question-type tables and the BERTScore line."""
   parts = []
   overall = metrics["overall"]
   if any(g in overall for g in ("nlg", "bertscore", "findings")):
@@ -66,6 +77,8 @@ def format_metrics(metrics: dict) -> str:
     parts.append(f"Difference questions (n={n})")
     parts.append(render_table([c[2] for c in _DIFFERENCE_COLUMNS],
                               [_cells(overall, _DIFFERENCE_COLUMNS)]))
+  if "grounding" in overall:
+    parts.append("\n" + format_grounding(overall["grounding"]))
   rows = [[question_type, str(scores["n"]), *_cells(scores, _TYPE_COLUMNS)]
           for question_type, scores in metrics["per_question_type"].items()]
   if "exact_match" in overall:

@@ -46,18 +46,9 @@ from jax.experimental import multihost_utils
 from locvqa_jax import losses
 from locvqa_jax import sharding
 from locvqa_jax.data import tasks as tasks_lib
+from locvqa_jax.evaluation.grounding import box_iou
 
 NUM_REGIONS = 36  # Chest ImaGenome object names (CONTRACTS D region_id).
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """IoU of boxes a, b: [N, 4] (ymin, xmin, ymax, xmax) -> [N]; degenerate boxes give 0."""
-  ih = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-  iw = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-  inter = ih * iw
-  area = lambda x: np.clip(x[:, 2] - x[:, 0], 0, None) * np.clip(x[:, 3] - x[:, 1], 0, None)
-  union = area(a) + area(b) - inter
-  return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def text_scores(refs: list[str], hyps: list[str]) -> dict[str, float]:

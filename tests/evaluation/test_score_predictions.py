@@ -16,7 +16,8 @@ def test_golden_set_end_to_end(golden, golden_metrics):
   assert metrics["n"] == 10
   assert metrics["counts_by_question_type"] == {
       "abnormality": 1, "difference": 5, "level": 1, "presence": 2, "view": 1}
-  assert metrics["groups"] == ["nlg", "findings", "exact_match"]
+  assert metrics["groups"] == ["nlg", "findings", "exact_match", "grounding"]
+  assert "grounding" not in metrics["overall"]  # No record carries boxes.
   overall = metrics["overall"]
   assert overall["nlg"] == pytest.approx(golden.nlg, abs=1e-6)
   for key, value in golden.findings.items():
@@ -72,9 +73,9 @@ def test_dict_records_are_validated():
 
 
 def test_registry():
-  assert registry.names()[:4] == ["nlg", "bertscore", "findings", "exact_match"]
-  with pytest.raises(KeyError, match="Unknown metric group 'grounding'; known: bertscore"):
-    registry.get("grounding")
+  assert registry.names()[:5] == ["nlg", "bertscore", "findings", "exact_match", "grounding"]
+  with pytest.raises(KeyError, match="Unknown metric group 'spice'; known: bertscore"):
+    registry.get("spice")
   with pytest.raises(ValueError, match="already registered"):
     registry.register(registry.get("nlg"))
 
