@@ -1,5 +1,6 @@
 """True boxes of named findings from chest_imagenome records and from a tiny built dataset."""
 
+import json
 import os
 import sys
 
@@ -122,3 +123,29 @@ def test_truth_from_a_built_dataset(tiny_imagenome):
 def test_no_built_dataset_says_how_to_build(tmp_path):
   with pytest.raises(FileNotFoundError, match="tfds_builders.build chest_imagenome"):
     box_truth.open_index(str(tmp_path))
+
+
+def test_cli_scores_a_file_with_truth_from_data_dir(tiny_imagenome, tmp_path, capsys,
+                                                     monkeypatch):
+  from locvqa_jax import evaluate  # pylint: disable=import-outside-toplevel
+  from locvqa_jax.evaluation import nlg  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(nlg, "require_java", lambda: "java")
+  monkeypatch.setattr(nlg, "score_nlg", lambda refs, preds, progress: {"n": len(refs)})
+  data_dir, tiny = tiny_imagenome
+  right_lung = [10 / 60, 1 / 6, 50 / 60, 0.5]
+  row = {"id": 0, "question_type": "difference", "question": "what has changed?",
+         "reference": "nothing has changed.", "study_id": tiny.S2, "ref_id": tiny.S1,
+         "prediction": "the main image is missing the finding of pleural effusion than the "
+                       "reference image. ",
+         "grounding": [{"finding": "pleural effusion", "direction": "missing",
+                        "image": "reference", "box": right_lung}]}
+  path = tmp_path / "p.jsonl"
+  path.write_text(json.dumps(row) + "\n")
+  assert evaluate.main(["--predictions", str(path), "--no_bertscore", "--no_progress"]) == 2
+  assert "pass --data_dir D" in capsys.readouterr().err
+  assert evaluate.main(["--predictions", str(path), "--no_bertscore", "--no_progress",
+                        "--data_dir", data_dir]) == 0
+  scores = json.loads((tmp_path / "metrics.json").read_text())["overall"]["grounding"]
+  # Study S1 (the reference) holds image A, whose effusion is linked to both lungs.
+  assert scores["n_boxes"] == 1 and scores["mean_iou"] == pytest.approx(1.0, abs=1e-5)
+  assert "Grounding of named findings" in capsys.readouterr().out
