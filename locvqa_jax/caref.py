@@ -64,7 +64,7 @@ class Grounder:
       raise ValueError(f"--pretrain_workdir {workdir} is not a pretraining (cappa) run")
     self.workdir, self.step, self.batch_size = workdir, int(meta.get("step", -1)), batch_size
     self.model = cappa.Model(**config["model"])
-    self.params = params
+    self.params = jax.device_put(params)  # once, not with every batch
     self.tok = tokenizer_lib.Tokenizer.from_bytes(base64.b64decode(meta["tokenizer_b64"]))
     self.template = config.get("input", {}).get("templates", {}).get("caref_prefix",
                                                                      "<caref> {phrase}")
