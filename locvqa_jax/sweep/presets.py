@@ -16,7 +16,7 @@ the `then:` stage are dropped when there is no `--then`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Sequence
 
 from locvqa_jax.sweep import grid
 
@@ -81,6 +81,6 @@ def describe() -> str:
   return "; ".join(f"{n}: {p.description}" for n, p in PRESETS.items())
 
 
-def metric_defaults(name: str, eval_metrics: Sequence[str]) -> list[Any]:
+def metric_defaults(name: str, eval_metrics: Sequence[str]) -> list[str]:
   """The preset's pretraining metrics plus the evaluation's when there is a --then stage."""
   return list(get(name).metrics) + list(eval_metrics)

@@ -168,8 +168,8 @@ def markdown(rows: Sequence[Mapping[str, Any]], axis_names: Sequence[str],
 
 def plot(path: str, rows: Sequence[Mapping[str, Any]], axes: Sequence[grid.Axis],
          metrics: Sequence[str]) -> bool:
-  """One panel per metric against the first axis, one line per value of the other axes, error
-  bars = std over seeds. Returns False (and writes nothing) when no metric has a value."""
+  """One panel per metric (three per row) against the first axis, one line per value of the
+  other axes, error bars = std over seeds. Returns False (and writes nothing) when no metric has a value."""
   done = [r for r in rows if r.get("status") == "done"]
   if not any(r.get(m) is not None for r in done for m in metrics):
     return False
@@ -181,8 +181,12 @@ def plot(path: str, rows: Sequence[Mapping[str, Any]], axes: Sequence[grid.Axis]
   numeric = bool(xs) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
   position = {label: (x if numeric else i) for i, (label, x) in enumerate(zip(first.labels, xs))
               } if first else {}
-  fig, panels = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
-  for ax, metric in zip(panels[0], metrics):
+  cols = min(3, len(metrics))
+  rows_n = -(-len(metrics) // cols)
+  fig, panels = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.4 * rows_n), squeeze=False)
+  for ax in panels.flat[len(metrics):]:
+    ax.set_visible(False)
+  for ax, metric in zip(panels.flat, metrics):
     lines: dict[str, list[tuple[float, Optional[float], Optional[float]]]] = {}
     for point_rows in groups(done):
       row = point_rows[0]

@@ -240,3 +240,17 @@ def test_report_reads_final_values_and_summarizes(tmp_path):
   assert report.summarize([None]) == (0, None, None)
   with pytest.raises(ValueError, match="stage 'eval'"):
     report.parse_metric("eval:x")
+
+
+def test_collect_runs_nothing_and_plots_categorical_axes(tmp_path):
+  runner = FakeRunner()
+  argv = ["--preset", "task_mixture", "--out", str(tmp_path), "--metrics", "pre:val/loss"]
+  assert _tool().main(argv + ["--collect"], runner=runner) == 0
+  assert not runner.calls and not (tmp_path / "sweep.png").exists()  # Nothing to plot yet.
+  with open(tmp_path / "sweep.csv") as f:
+    assert [r["tasks"] for r in csv.DictReader(f)] == ["all", "no_aref", "no_gcap", "no_caref",
+                                                       "cap_only"]
+  assert _tool().main(argv, runner=runner) == 0
+  assert runner.calls[4][4] == PRETRAIN + ":tasks=cap"
+  assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+  assert "| cap_only | 1/1 | 0 |" in (tmp_path / "sweep.md").read_text()
