@@ -21,11 +21,17 @@ difference CIDEr 2.86) and does not yet name changes (finding F1 0.03): at this 
 answers come from the question prior, not the images.
 
 Arguments (`:name=value,...`; a bare name means true):
-  encoder_init     a pretraining workdir ('W' = latest step, 'W:1000'), or a big_vision / SigLIP
-                   '.npz[:subtree]'; '' = random encoder (tests only). With a workdir the encoder
-                   shape and the tokenizer come from its checkpoint.
+  encoder_init     a pretraining workdir ('W' = latest step, 'W:1000'), a big_vision / SigLIP
+                   '.npz[:subtree]', or a local Hugging Face SigLIP folder (config.json +
+                   *.safetensors, e.g. a SigLIP / MedSigLIP copy or tools/export_encoder.py
+                   --format hf output; a SiglipModel folder gives its vision tower); '' = random
+                   encoder (tests only). With a workdir the encoder shape and the tokenizer come
+                   from its checkpoint; with an HF folder the shape comes from its config.json
+                   (1-channel stem: an RGB stem is summed; the attention-pooling head is not
+                   loaded; the position table is resampled to res/patch) and the tokenizer must
+                   be given (tokenizer=PATH).
   variant          ViT variant when encoder_init is an npz or empty ('micro', 'B/16',
-                   'So400m/14', 'w256-d4-m1024-h4/16').
+                   'So400m/14', 'w256-d4-m1024-h4/16'); unused for a workdir or HF folder.
   lm               language-model size: 'micro' (2 x 64, CPU), 'gpt2' (12 x 768), 'gpt2_medium'
                    (24 x 1024, the authors' size).
   res              image side: 128, 224 or 448 (builder config r<res>).
@@ -59,11 +65,13 @@ _TRAIN_QUESTIONS = 560_000
 
 
 def _encoder_config(encoder_init, variant):
-  """The pretraining run's encoder fields, or the variant's for an npz / random encoder."""
+  """The encoder fields of a pretraining run or HF folder, else the variant's (npz / random)."""
   from locvqa_jax import vqa_init  # pylint: disable=g-import-not-at-top
   spec = vqa_init.parse_encoder_init(encoder_init)
   if spec is not None and spec.kind == "workdir":
     enc = vqa_init.pretrain_encoder_config(spec)
+  elif spec is not None and spec.kind == "hf":
+    enc = vqa_init.hf_encoder_config(spec)
   else:
     enc = dict(variant=variant, posemb="learn", scan=False, remat_policy="none",
                dtype_mm="float32")

@@ -12,9 +12,11 @@ Layout of a cache directory (one per encoder and dataset resolution):
 
 `directory(config)` resolves `config.input.features.dir`; 'auto' puts the cache beside the
 encoder it came from: `<pretraining workdir>/features_cache/<res>_<key>/` or
-`<file.npz>.features_cache/<res>_<key>/`, where <key> hashes the encoder_init (with its step),
-the encoder config and the built dataset, so the model and the blind baseline share it and a
-new checkpoint or rebuilt dataset gets a new one.
+`<file.npz>.features_cache/<res>_<key>/` or `<HF folder>.features_cache/<res>_<key>/` (beside
+the folder, which stays a clean Hugging Face folder), where <key> hashes the encoder_init (with
+its step, or its weight files' sizes and times), the encoder config and the built dataset, so
+the model and the blind baseline share it and a new checkpoint, replaced weights or a rebuilt
+dataset get a new one.
 """
 
 from __future__ import annotations
@@ -151,13 +153,15 @@ def directory(config: Any) -> str:
   spec = vqa_init.parse_encoder_init(config.init.encoder)
   if spec is None:
     raise ValueError("config.input.features.enabled needs config.init.encoder (a pretraining "
-                     "workdir or an npz): cached features of a random encoder would not match "
+                     "workdir, an npz or a Hugging Face folder): cached features of a random encoder would not match "
                      "the model's own random encoder")
   base = (os.path.join(spec.path, "features_cache") if spec.kind == "workdir"
-          else spec.path + ".features_cache")
-  step = vqa_init.resolve_step(spec)
+          else os.path.normpath(spec.path) + ".features_cache")
+  version = vqa_init.weights_version(spec)
   dataset = tasks.dataset_fingerprint(config.input.data_dir, DATASET, config.input.res)
-  key = cache_key(f"{config.init.encoder}@{step}", config.model.encoder.to_dict()
+  # An HF folder is named as written or with a trailing '/'; one cache for both.
+  name = os.path.normpath(spec.path) if spec.kind == "hf" else config.init.encoder
+  key = cache_key(f"{name}@{version}", config.model.encoder.to_dict()
                   if hasattr(config.model.encoder, "to_dict") else config.model.encoder,
                   [dataset, feats.dtype])
   return os.path.join(base, f"{config.input.res}_{key}")

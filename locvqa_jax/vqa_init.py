@@ -3,6 +3,9 @@
   config.init.encoder          ''                  random encoder (smoke tests only)
                                'W' or 'W:1000'      a pretraining workdir, latest or given step
                                'file.npz[:subtree]' a big_vision ViT / SigLIP npz
+                               'DIR'                a local Hugging Face SigLIP folder
+                                                    (config.json + *.safetensors; the vision
+                                                    tower of a SiglipModel folder is taken)
   config.init.lm_from_decoder  True: with a workdir, start the language model from the
                                pretraining decoder where shapes match (diff_vqa.lm_params_from_cappa)
 
@@ -30,9 +33,9 @@ from locvqa_jax.models import vit
 
 @dataclasses.dataclass(frozen=True)
 class EncoderInit:
-  kind: str            # 'workdir' or 'npz'
-  path: str            # the workdir, or the npz file (subtree included as 'file.npz:sub')
-  step: Optional[int]  # workdir step; None: the latest
+  kind: str            # 'workdir', 'npz' or 'hf'
+  path: str            # the workdir, the npz file ('file.npz:sub'), or the HF folder
+  step: Optional[int]  # workdir step; None: the latest (always None for npz and hf)
 
 
 def parse_encoder_init(spec: str) -> Optional[EncoderInit]:
@@ -48,10 +51,16 @@ def parse_encoder_init(spec: str) -> Optional[EncoderInit]:
   match = re.fullmatch(r"(.*):(\d+)", spec)
   if match:
     path, step = match.group(1), int(match.group(2))
-  if not os.path.isdir(os.path.join(path, "checkpoints")):
-    raise FileNotFoundError(f"config.init.encoder={spec!r}: {path} is not a pretraining workdir "
-                            "(no checkpoints/ inside) nor an .npz file")
-  return EncoderInit("workdir", path, step)
+  if os.path.isdir(os.path.join(path, "checkpoints")):
+    return EncoderInit("workdir", path, step)
+  if os.path.isfile(os.path.join(path, "config.json")):
+    if step is not None:
+      raise ValueError(f"config.init.encoder={spec!r}: {path} is a Hugging Face folder, which "
+                       f"has no steps; drop ':{step}'")
+    return EncoderInit("hf", path, None)
+  raise FileNotFoundError(f"config.init.encoder={spec!r}: {path} is not a pretraining workdir "
+                          "(no checkpoints/ inside), a Hugging Face SigLIP folder (no "
+                          "config.json inside) nor an .npz file")
 
 
 def resolve_step(spec: EncoderInit) -> Optional[int]:
@@ -62,6 +71,32 @@ def resolve_step(spec: EncoderInit) -> Optional[int]:
     return spec.step
   from locvqa_jax import checkpointing  # pylint: disable=g-import-not-at-top
   return int(checkpointing.load_meta(spec.path)["step"])
+
+
+def weights_version(spec: EncoderInit) -> str:
+  """What tells two loads of the same encoder_init apart: the workdir step that will be
+  loaded, or the size and modification time of an npz / HF folder's weight files."""
+  if spec.kind == "workdir":
+    return str(resolve_step(spec))
+  if spec.kind == "npz":
+    files = [spec.path[:spec.path.index(".npz") + 4]]
+  else:
+    files = sorted(os.path.join(spec.path, f) for f in os.listdir(spec.path)
+                   if f.endswith(".safetensors"))
+  return ";".join(f"{os.path.basename(f)}:{os.stat(f).st_size}:{os.stat(f).st_mtime_ns}"
+                  for f in files)
+
+
+def hf_encoder_config(spec: EncoderInit) -> dict[str, Any]:
+  """vit.Model fields of a Hugging Face SigLIP folder's vision tower (from its config.json).
+
+  The stem is 1-channel (this project's grayscale images; an RGB checkpoint stem is summed
+  over its channels when loaded) and the head is dropped (pool_type 'none').
+  """
+  from locvqa_jax.export import hf_siglip  # pylint: disable=g-import-not-at-top
+  enc = hf_siglip.config_to_vit_kwargs(hf_siglip.read_config(spec.path), spec.path)
+  enc.update(channels=1, pool_type="none", scan=False, remat_policy="none", dtype_mm="float32")
+  return enc
 
 
 def pretrain_encoder_config(spec: EncoderInit) -> dict[str, Any]:
@@ -96,6 +131,12 @@ def load_encoder_params(config: Any, init_shapes: Optional[Mapping[str, Any]] = 
     init_shapes = _encoder_shapes(config.model.encoder.to_dict(), res)
   if spec.kind == "npz":
     return npz.load_encoder_init(spec.path, init_shapes)
+  if spec.kind == "hf":
+    from locvqa_jax.models import init_from  # pylint: disable=g-import-not-at-top
+    has_head = any(k.startswith("MAPHead_0/") for k in npz.flatten(init_shapes))
+    # The difference-VQA encoder reads tokens: a SigLIP attention-pooling head is not loaded.
+    return init_from.load_encoder_weights(spec.path, init_shapes,
+                                          () if has_head else ("MAPHead_0/.*",))
   from locvqa_jax import checkpointing  # pylint: disable=g-import-not-at-top
   _, loaded = checkpointing.load_encoder(spec.path, spec.step)
   init = npz.flatten(init_shapes)

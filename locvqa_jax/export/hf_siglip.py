@@ -244,24 +244,11 @@ def _strip_vision_prefix(state: Mapping[str, np.ndarray], source: str) -> dict[s
   return dict(state)
 
 
-def hf_to_vit(config: Mapping[str, Any], state: Mapping[str, np.ndarray],
-              source: str = "<HF model>") -> tuple[dict[str, Any], dict[str, Any]]:
-  """Inverse of `vit_to_hf`: (vision config dict, state dict) -> (vit kwargs, params).
-
-  Args:
-    config: a SiglipVisionConfig dict, or a SiglipConfig dict (its 'vision_config' is
-      used and the state's 'vision_model.' tensors are taken).
-    state: {HF name: numpy array}, names with or without the 'vision_model.' prefix.
-    source: named in error messages (e.g. the folder).
-
-  Returns:
-    (vit.Model kwargs, nested params dict of float32 numpy arrays). A model exported by
-    `vit_to_hf` comes back with its posemb/pool_type; a sincos2d table is checked and
-    dropped. Other SigLIP models give posemb='learn' and pool_type 'map' (with head) or
-    'none'.
+def config_to_vit_kwargs(config: Mapping[str, Any], source: str = "<HF model>") -> dict[str, Any]:
+  """vit.Model fields of a SiglipVisionConfig (or SiglipConfig) dict; no tensors needed.
 
   Raises:
-    ValueError on activations, epsilons or tensors this ViT cannot reproduce.
+    ValueError (naming `source`) on an activation, epsilon or head this ViT cannot reproduce.
   """
   if "vision_config" in config:
     config = config["vision_config"] or {}
@@ -284,6 +271,32 @@ def hf_to_vit(config: Mapping[str, Any], state: Mapping[str, np.ndarray],
   vit_kwargs = dict(width=width, depth=depth, mlp_dim=config.get("intermediate_size", 3072),
                     num_heads=heads, patch_size=(patch, patch), posemb=posemb,
                     pool_type=pool_type, channels=config.get("num_channels", 3))
+  return vit_kwargs
+
+
+def hf_to_vit(config: Mapping[str, Any], state: Mapping[str, np.ndarray],
+              source: str = "<HF model>") -> tuple[dict[str, Any], dict[str, Any]]:
+  """Inverse of `vit_to_hf`: (vision config dict, state dict) -> (vit kwargs, params).
+
+  Args:
+    config: a SiglipVisionConfig dict, or a SiglipConfig dict (its 'vision_config' is
+      used and the state's 'vision_model.' tensors are taken).
+    state: {HF name: numpy array}, names with or without the 'vision_model.' prefix.
+    source: named in error messages (e.g. the folder).
+
+  Returns:
+    (vit.Model kwargs, nested params dict of float32 numpy arrays). A model exported by
+    `vit_to_hf` comes back with its posemb/pool_type; a sincos2d table is checked and
+    dropped. Other SigLIP models give posemb='learn' and pool_type 'map' (with head) or
+    'none'.
+
+  Raises:
+    ValueError on activations, epsilons or tensors this ViT cannot reproduce.
+  """
+  vit_kwargs = config_to_vit_kwargs(config, source)
+  depth, heads = vit_kwargs["depth"], vit_kwargs["num_heads"]
+  posemb, map_head = vit_kwargs["posemb"], vit_kwargs["pool_type"] == "map"
+  width = vit_kwargs["width"]
 
   state = {k: np.asarray(v, np.float32) for k, v in _strip_vision_prefix(state, source).items()}
   rules = _rules(depth, heads, map_head)
@@ -339,9 +352,8 @@ def _safetensors_files(path: str) -> Iterator[str]:
                             "only safetensors folders are read.")
 
 
-def read_folder(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-  """(config.json dict, all tensors as numpy) of a local Hugging Face model folder."""
-  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+def read_config(path: str) -> dict[str, Any]:
+  """The config.json dict of a local SigLIP folder; raises naming the folder or file."""
   config_path = os.path.join(path, "config.json")
   if not os.path.exists(config_path):
     raise FileNotFoundError(f"{path}: no config.json; expected a Hugging Face SigLIP folder.")
@@ -351,6 +363,13 @@ def read_folder(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
   if model_type not in ("siglip", "siglip_vision_model"):
     raise ValueError(f"{config_path}: model_type={model_type!r}; expected 'siglip_vision_model' "
                      "(SiglipVisionModel) or 'siglip' (SiglipModel).")
+  return config
+
+
+def read_folder(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+  """(config.json dict, all tensors as numpy) of a local Hugging Face model folder."""
+  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+  config = read_config(path)
   state = {}
   for file in _safetensors_files(path):
     state.update(load_file(file))
