@@ -39,7 +39,8 @@ def _as_str(value: Any) -> str:
   return value.decode() if isinstance(value, (bytes, np.bytes_)) else str(value)
 
 
-def _decode(value: Any) -> np.ndarray:
+def decode_image(value: Any) -> np.ndarray:
+  """PNG bytes or a uint8 array [R, R, 1] -> float32 [R, R, 1] in [-1, 1]."""
   from locvqa_jax.data import augment  # pylint: disable=g-import-not-at-top
   return augment.to_float(augment.decode_image(value))
 
@@ -86,7 +87,7 @@ def compute(encoder_config: Mapping[str, Any], encoder_params: Any,
   out = None
   tmp = f"{path}.{os.getpid()}.tmp.npy"
   for start in range(0, len(items), batch_size):
-    chunk = [_decode(v) for _, v in items[start:start + batch_size]]
+    chunk = [decode_image(v) for _, v in items[start:start + batch_size]]
     n = len(chunk)
     chunk += [chunk[-1]] * (batch_size - n)
     encoded = np.asarray(run(params, jnp.asarray(np.stack(chunk))))[:n]

@@ -158,7 +158,8 @@ def _to_host(tree: Any) -> Any:
 
 
 def load_pretrained(params: Mapping[str, Any], config: Any) -> dict[str, Any]:
-  """Replaces params['encoder'] (and params['lm'] where the decoder matches) with loaded values.
+  """Replaces params['encoder'] (and params['lm'] where the decoder matches) with loaded values,
+  then sets params['image_norm'] (when the model has it) from the training images' tokens.
 
   Args:
     params: the freshly initialised model parameters (arrays, possibly sharded).
@@ -171,12 +172,11 @@ def load_pretrained(params: Mapping[str, Any], config: Any) -> dict[str, Any]:
   params = dict(params)
   if spec is None:
     logging.warning("config.init.encoder is empty: the encoder starts random")
-    return params
-  if "encoder" in params:
+  elif "encoder" in params:
     loaded = load_encoder_params(config, params["encoder"])
     params["encoder"] = jax.tree.map(sharding.place_like, loaded, params["encoder"])
     logging.info("encoder loaded from %s", config.init.encoder)
-  if config.init.lm_from_decoder and spec.kind == "workdir":
+  if spec is not None and config.init.lm_from_decoder and spec.kind == "workdir":
     from locvqa_jax import checkpointing  # pylint: disable=g-import-not-at-top
     from locvqa_jax.models import diff_vqa  # pylint: disable=g-import-not-at-top
     _, pre = checkpointing.load_params(spec.path, spec.step)
@@ -184,4 +184,11 @@ def load_pretrained(params: Mapping[str, Any], config: Any) -> dict[str, Any]:
     params["lm"] = jax.tree.map(sharding.place_like, lm, params["lm"])
     logging.info("language model: %d tensors from the pretraining decoder, %d kept at init (%s)",
                  len(report["copied"]), len(report["kept"]), ", ".join(report["kept"][:6]))
+  if "image_norm" in params:
+    from locvqa_jax import image_stats  # pylint: disable=g-import-not-at-top
+    mean, inv_std = image_stats.training_statistics(config, _to_host(params["encoder"]))
+    params["image_norm"] = {
+        "mean": sharding.place_like(mean, params["image_norm"]["mean"]),
+        "inv_std": sharding.place_like(inv_std, params["image_norm"]["inv_std"])}
+    logging.info("image_norm: encoder token statistics of the training images set")
   return params

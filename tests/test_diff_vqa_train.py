@@ -8,6 +8,7 @@ import pytest
 import vqa_fixture
 from locvqa_jax import checkpointing
 from locvqa_jax import features_cache
+from locvqa_jax import image_stats
 from locvqa_jax import losses
 from locvqa_jax import train
 from locvqa_jax import vqa_init
@@ -133,3 +134,32 @@ def test_trim_text_cuts_padding_only():
   assert out["row_index"] is batch["row_index"]
   assert vqa_source.trim_text({"text": np.ones((1, 140), np.int32), "mask_ar": text[:1],
                                "mask_loss": text[:1]}, 32)["text"].shape == (1, 140)
+
+
+def test_image_norm_holds_training_statistics_and_stays_fixed(pretrain, tmp_path):
+  workdir, pre_params = pretrain
+  c = vqa_fixture.make_config(workdir, str(tmp_path / "features"))
+  assert c.model.normalize_image
+  out = train.train_and_evaluate(c, str(tmp_path / "vqa"))
+  norm = jax.device_get(out["state"]["params"]["image_norm"])
+  tokens = np.asarray(features_cache.open_store(c, "train", vqa_fixture.records("train")).array,
+                      np.float64)
+  np.testing.assert_allclose(norm["mean"], tokens.mean(0), atol=1e-6)
+  np.testing.assert_allclose(norm["inv_std"], 1 / np.sqrt(tokens.var(0) + 1e-6), rtol=1e-4)
+  # The same statistics from pixels, running the encoder instead of reading the cache.
+  uncached = vqa_fixture.make_config(workdir, "", "cached=false")
+  mean, inv_std = image_stats.training_statistics(uncached, pre_params["encoder"])
+  np.testing.assert_allclose(mean, norm["mean"], atol=1e-5)
+  np.testing.assert_allclose(inv_std, norm["inv_std"], rtol=1e-3)
+  _, saved = checkpointing.load_params(str(tmp_path / "vqa"))
+  _assert_trees_equal(saved["image_norm"], norm)  # Saved as set: never trained.
+
+
+def test_token_statistics_run_in_chunks():
+  rng = np.random.RandomState(0)
+  tokens = rng.normal(3.0, 0.5, (50, 4, 6))
+  mean, inv_std = image_stats.token_statistics([tokens[:7], tokens[7:30], tokens[30:]])
+  np.testing.assert_allclose(mean, tokens.mean(0), rtol=1e-6)
+  np.testing.assert_allclose(inv_std, 1 / np.sqrt(tokens.var(0) + 1e-6), rtol=1e-5)
+  with pytest.raises(ValueError, match="no training images"):
+    image_stats.token_statistics([])

@@ -65,6 +65,11 @@ def build_tokenizer(config):
   return tokenizer()
 
 
+def open_records(config, split):
+  del config
+  return records(split)
+
+
 def train_iterator(config, tok, *, global_batch_size, seed):
   return vqa_source.maybe_trim(config, iter(vqa_source.loader(
       config, tok, split="train", global_batch_size=global_batch_size, train=True, seed=seed,

@@ -7,7 +7,9 @@ Layout (PaliGemma): the language model reads
 
 The encoder (params['encoder'], `vit.Model`, big_vision names) runs once per image with
 shared weights; it is frozen by default (`freeze_encoder`: its output passes through
-stop_gradient; the config also freezes its parameters in the optimizer). A learned temporal
+stop_gradient; the config also freezes its parameters in the optimizer). With
+`normalize_image`, each encoder token is first standardised per position and channel with
+training-set statistics (params['image_norm'], `ImageNorm`). A learned temporal
 embedding (params['temporal_embedding'] [2, D_enc]; row 0 = reference, row 1 = main) is added
 to every token of each image, then a shared two-layer GELU projector (params['projector'])
 maps them to the language model's width. Image tokens carry no text position: the ViT's own
@@ -49,6 +51,7 @@ from locvqa_jax.models import vit
 # (24 x 1024, 16 heads); `gpt2` the small one (12 x 768).
 LM_PRESETS: dict[str, dict[str, Any]] = {
     "micro": dict(num_layers=2, emb_dim=64, mlp_dim=128, num_heads=2),
+    "small": dict(num_layers=4, emb_dim=128, mlp_dim=512, num_heads=4),
     "gpt2": dict(num_layers=12, emb_dim=768, mlp_dim=3072, num_heads=12),
     "gpt2_medium": dict(num_layers=24, emb_dim=1024, mlp_dim=4096, num_heads=16),
 }
@@ -148,6 +151,22 @@ class Projector(nn.Module):
     return nn.Dense(self.emb_dim, kernel_init=nn.initializers.xavier_uniform())(nn.gelu(x))
 
 
+class ImageNorm(nn.Module):
+  """Standardises encoder tokens [..., N, D] per token position and channel.
+
+  params 'mean' and 'inv_std' [N, D] start as the identity (0 and 1) and are set once on a fresh
+  start from the training images (locvqa_jax/image_stats.py, through `load_pretrained`); they
+  are constants of the model, never trained (stop_gradient), and travel with the checkpoint.
+  """
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    mean = self.param("mean", nn.initializers.zeros, x.shape[-2:], jnp.float32)
+    inv_std = self.param("inv_std", nn.initializers.ones, x.shape[-2:], jnp.float32)
+    mean, inv_std = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(inv_std)
+    return (x - mean.astype(x.dtype)) * inv_std.astype(x.dtype)
+
+
 class DiffVqa(nn.Module):
   """Two images + question -> answer. Build it with `Model(...)`; see the module docstring.
 
@@ -157,15 +176,21 @@ class DiffVqa(nn.Module):
   lm_kw: tuple
   freeze_encoder: bool = True
   blind: bool = False
+  normalize_image: bool = False
 
   def setup(self):
     self.encoder = vit.Model(**dict(self.encoder_kw))
     self.lm = LanguageModel(**dict(self.lm_kw))
     if not self.blind:
       width = vit.Model(**dict(self.encoder_kw)).resolved()["width"]
+      # On the scale of the tokens it marks: standardised tokens have unit variance per channel,
+      # and a small row would leave reference and main nearly indistinguishable at the start.
+      std = 1.0 if self.normalize_image else 0.02
       self.temporal_embedding = self.param("temporal_embedding",
-                                           nn.initializers.normal(stddev=0.02), (2, width))
+                                           nn.initializers.normal(stddev=std), (2, width))
       self.projector = Projector(self.lm.emb_dim)
+      if self.normalize_image:
+        self.image_norm = ImageNorm()
 
   def encode(self, images: jax.Array, train: bool = False) -> jax.Array:
     """images [B, 2, R, R, C] in [-1, 1] -> encoder tokens [B, 2, N, D_enc] (one ViT pass each)."""
@@ -199,6 +224,8 @@ class DiffVqa(nn.Module):
     if self.blind:
       return None
     feats = self.features(images, train)
+    if self.normalize_image:
+      feats = self.image_norm(feats)
     feats = feats + self.temporal_embedding[None, :, None, :].astype(feats.dtype)
     tokens = self.projector(feats)
     return tokens.reshape((tokens.shape[0], -1, tokens.shape[-1]))
@@ -285,7 +312,8 @@ def _check_keys(part: str, kwargs: Mapping[str, Any], module_cls: type) -> None:
 
 def Model(*, encoder: Optional[Mapping[str, Any]] = None,  # pylint: disable=invalid-name
           lm: Optional[Mapping[str, Any]] = None, lm_preset: Optional[str] = None,
-          freeze_encoder: bool = True, blind: bool = False) -> DiffVqa:
+          freeze_encoder: bool = True, blind: bool = False,
+          normalize_image: bool = False) -> DiffVqa:
   """Builds the difference-VQA model.
 
   Args:
@@ -294,6 +322,8 @@ def Model(*, encoder: Optional[Mapping[str, Any]] = None,  # pylint: disable=inv
     lm_preset: a name in LM_PRESETS; `lm` entries override it.
     freeze_encoder: stop gradients into the encoder (the default, as the paper).
     blind: drop the image tokens (the blind baseline).
+    normalize_image: standardise each encoder token with training-set statistics (`ImageNorm`,
+      set by `load_pretrained`) before the temporal embedding and projector.
   """
   if lm_preset is not None and lm_preset not in LM_PRESETS:
     raise ValueError(f"Unknown model.lm_preset {lm_preset!r}; known: {sorted(LM_PRESETS)}")
@@ -308,7 +338,8 @@ def Model(*, encoder: Optional[Mapping[str, Any]] = None,  # pylint: disable=inv
   if "vocab_size" not in lm_kw or lm_kw["vocab_size"] is None:
     raise ValueError("diff_vqa.Model needs lm.vocab_size (the tokenizer's vocab_size).")
   return DiffVqa(encoder_kw=cappa._freeze(enc), lm_kw=cappa._freeze(lm_kw),  # pylint: disable=protected-access
-                 freeze_encoder=bool(freeze_encoder), blind=bool(blind))
+                 freeze_encoder=bool(freeze_encoder), blind=bool(blind),
+                 normalize_image=bool(normalize_image))
 
 
 # ----------------------------------------------------------------- init from the pretraining decoder
