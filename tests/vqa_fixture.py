@@ -139,7 +139,8 @@ def make_vqa_workdir(workdir: str, pretrain_workdir: str, arg: str = "") -> None
   from locvqa_jax import vqa_init  # pylint: disable=g-import-not-at-top
   from locvqa_jax.models import diff_vqa  # pylint: disable=g-import-not-at-top
   tok = tokenizer()
-  c = make_config(pretrain_workdir, "", arg, vocab_size=tok.vocab_size)
+  # The image_norm statistics read the cached training features when the config caches them.
+  c = make_config(pretrain_workdir, workdir + "_features", arg, vocab_size=tok.vocab_size)
   model = diff_vqa.Model(**c.model.to_dict())
   images = jnp.zeros((1, 2, RES, RES, 1))
   text = jnp.zeros((1, 4), jnp.int32)
