@@ -10,6 +10,8 @@ image from another is a few percent of each token's norm. A linear probe sees th
 the features are standardised (tools/probe_encoder.py does exactly that), but a language model
 reading the raw tokens first has to learn to subtract the common part, which a short fine-tuning
 does not; standardised, the projector receives the differences between images directly.
+With the encoder trained as well (`freeze=false`), the statistics stay those of the encoder it
+started from.
 """
 
 from __future__ import annotations
