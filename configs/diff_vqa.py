@@ -31,8 +31,8 @@ Arguments (`:name=value,...`; a bare name means true):
                    be given (tokenizer=PATH).
   variant          ViT variant when encoder_init is an npz or empty ('micro', 'B/16',
                    'So400m/14', 'w256-d4-m1024-h4/16'); unused for a workdir or HF folder.
-  lm               language-model size: 'micro' (2 x 64, CPU), 'gpt2' (12 x 768), 'gpt2_medium'
-                   (24 x 1024, the authors' size).
+  lm               language-model size: 'micro' (2 x 64, CPU), 'small' (4 x 128), 'gpt2'
+                   (12 x 768), 'gpt2_medium' (24 x 1024, the authors' size).
   res              image side: 128, 224 or 448 (builder config r<res>).
   question_types   '+'-joined types to train on (default: all seven); all are evaluated.
   freeze           freeze the encoder (default true, as the paper).

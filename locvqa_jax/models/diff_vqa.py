@@ -47,8 +47,8 @@ from locvqa_jax.models import cappa
 from locvqa_jax.models import common
 from locvqa_jax.models import vit
 
-# `micro` is the CPU smoke size; `gpt2_medium` is the authors' language-model shape
-# (24 x 1024, 16 heads); `gpt2` the small one (12 x 768).
+# `micro` is the CPU smoke size and `small` the next step up on CPU; `gpt2_medium` is the
+# authors' language-model shape (24 x 1024, 16 heads); `gpt2` the small GPT-2 (12 x 768).
 LM_PRESETS: dict[str, dict[str, Any]] = {
     "micro": dict(num_layers=2, emb_dim=64, mlp_dim=128, num_heads=2),
     "small": dict(num_layers=4, emb_dim=128, mlp_dim=512, num_heads=4),
