@@ -18,6 +18,7 @@ region names, the phrase rules, reading the built datasets' text, and the VQA le
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ import ml_collections
 import numpy as np
 
 from locvqa_jax import tokenizer as tokenizer_lib
+from locvqa_jax.data import augment
 
 TASKS = ("cap", "aref", "gcap", "caref")
 DEFAULT_TEMPLATES = {
@@ -72,9 +74,7 @@ def pretrain_input_config() -> ml_collections.ConfigDict:
   c.drop_vqa_eval_studies = True
   c.cap_from_mimic_cxr = True   # CAP also on MIMIC-CXR images without a scene graph
   c.cap_views = ("PA", "AP")    # views of those extra CAP images
-  c.augment = ml_collections.ConfigDict(dict(
-      enabled=True, max_rotate_deg=5.0, scale=(0.9, 1.1), max_translate=0.05,
-      brightness=0.1, contrast=0.1))
+  c.augment = ml_collections.ConfigDict(dataclasses.asdict(augment.AugmentConfig()))
   c.worker_count = 0
   c.worker_buffer_size = 2
   c.index_cache_dir = "auto"    # '' off; 'auto': <data_dir>/locvqa_index_cache; or a folder

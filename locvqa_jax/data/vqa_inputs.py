@@ -14,6 +14,7 @@ Sharding, shuffling, repeat, workers and iterator state are those of `pipeline.m
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping, Optional, Sequence
 
 import grain.python as grain
@@ -37,9 +38,7 @@ def vqa_input_config() -> ml_collections.ConfigDict:
   c.max_question_len = 40
   c.max_answer_len = 96
   c.text_len = 140               # bos + 40 + 96 + eos, rounded up
-  c.augment = ml_collections.ConfigDict(dict(
-      enabled=True, max_rotate_deg=5.0, scale=(0.9, 1.1), max_translate=0.05,
-      brightness=0.1, contrast=0.1))
+  c.augment = ml_collections.ConfigDict(dataclasses.asdict(augment_lib.AugmentConfig()))
   c.worker_count = 0
   c.worker_buffer_size = 2
   c.index_cache_dir = "auto"     # '' off; 'auto': <data_dir>/locvqa_index_cache; or a folder

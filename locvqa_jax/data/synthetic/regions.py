@@ -10,22 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from locvqa_jax.data import tasks
 from locvqa_jax.data.synthetic.acquisition import Acquisition
 from locvqa_jax.data.synthetic.anatomy import SIDE_SIGN, SIDES, Anatomy
 from locvqa_jax.data.synthetic.geometry import Thorax
 
 # The 36 object names of Chest ImaGenome scene graphs, in the order of DATA_FORMATS.md 2.4.
-REGION_NAMES = (
-    "right lung", "right upper lung zone", "right mid lung zone", "right lower lung zone",
-    "right hilar structures", "right apical zone", "right costophrenic angle",
-    "right cardiophrenic angle", "right hemidiaphragm", "left lung", "left upper lung zone",
-    "left mid lung zone", "left lower lung zone", "left hilar structures", "left apical zone",
-    "left costophrenic angle", "left hemidiaphragm", "trachea", "spine", "right clavicle",
-    "left clavicle", "aortic arch", "mediastinum", "upper mediastinum", "svc",
-    "cardiac silhouette", "left cardiac silhouette", "right cardiac silhouette",
-    "cavoatrial junction", "right atrium", "descending aorta", "carina", "left upper abdomen",
-    "right upper abdomen", "abdomen", "left cardiophrenic angle",
-)
+REGION_NAMES = tasks.REGION_NAMES
 
 
 def densify(poly: np.ndarray, closed: bool = True, step: float = 0.01) -> np.ndarray:
