@@ -67,17 +67,23 @@ def _encoded_chunks(config: Any, encoder_params: Any, records: Sequence[Mapping[
                     max_images: int, chunk: int) -> Iterable[np.ndarray]:
   from locvqa_jax import features_cache  # pylint: disable=g-import-not-at-top
   run = features_cache.encoder_fn(config.model.encoder.to_dict())
+
+  def encode(images):  # The last chunk is padded, so the encoder compiles once.
+    n = len(images)
+    padded = np.stack(images + [images[-1]] * (chunk - n))
+    return np.asarray(run(encoder_params, padded))[:n]
+
   images = []
   for _, value in features_cache.pair_images(records):
     images.append(features_cache.decode_image(value))
     if len(images) == chunk:
-      yield np.asarray(run(encoder_params, np.stack(images)))
+      yield encode(images)
       images = []
     max_images -= 1
     if not max_images:
       break
   if images:
-    yield np.asarray(run(encoder_params, np.stack(images)))
+    yield encode(images)
 
 
 def training_statistics(config: Any, encoder_params: Any, *, max_images: int = 1024,
@@ -87,7 +93,8 @@ def training_statistics(config: Any, encoder_params: Any, *, max_images: int = 1
   """(mean, inverse std) [N, D] of the encoder's tokens over up to `max_images` training images.
 
   Read from the features cache when config.input.features.enabled (computing the train split
-  there first if missing), otherwise by running the encoder with `encoder_params`.
+  there first if missing; `encoder_params` is then not used and may be None), otherwise by
+  running the encoder with `encoder_params`.
   """
   if records is None:
     records = _records(config)

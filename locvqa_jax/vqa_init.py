@@ -186,7 +186,9 @@ def load_pretrained(params: Mapping[str, Any], config: Any) -> dict[str, Any]:
                  len(report["copied"]), len(report["kept"]), ", ".join(report["kept"][:6]))
   if "image_norm" in params:
     from locvqa_jax import image_stats  # pylint: disable=g-import-not-at-top
-    mean, inv_std = image_stats.training_statistics(config, _to_host(params["encoder"]))
+    # Cached features already are the encoder's outputs: no need to gather its weights.
+    encoder = None if config.input.features.enabled else _to_host(params["encoder"])
+    mean, inv_std = image_stats.training_statistics(config, encoder)
     params["image_norm"] = {
         "mean": sharding.place_like(mean, params["image_norm"]["mean"]),
         "inv_std": sharding.place_like(inv_std, params["image_norm"]["inv_std"])}
