@@ -26,14 +26,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from locvqa_jax import checkpointing  # pylint: disable=g-import-not-at-top
 from locvqa_jax import features_cache
-from locvqa_jax.data import augment
+from locvqa_jax.data import tasks
 from locvqa_jax.models import vit
 
 FRONTAL = ("PA", "AP")
-
-
-def _text(value: Any) -> str:
-  return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def load_split(data_dir: str, config: str, split: str, max_images: int):
@@ -43,9 +39,9 @@ def load_split(data_dir: str, config: str, split: str, max_images: int):
   images, labels = [], {}
   for i in range(len(source)):
     record = source[i]
-    if _text(record["view_position"]) not in FRONTAL:
+    if tasks.as_str(record["view_position"]) not in FRONTAL:
       continue
-    images.append(augment.to_float(augment.decode_image(record["image"])))
+    images.append(features_cache.decode_image(record["image"]))
     for name, value in record["chexpert"].items():
       labels.setdefault(name, []).append(value)
     if len(images) >= max_images:
