@@ -45,6 +45,7 @@ import numpy as np
 
 from locvqa_jax.models import cappa
 from locvqa_jax.models import common
+from locvqa_jax.models import npz
 from locvqa_jax.models import vit
 
 # `micro` is the CPU smoke size and `small` the next step up on CPU; `gpt2_medium` is the
@@ -356,27 +357,6 @@ _CAPPA_TO_LM = (
 )
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, Mapping):
-      out.update(_flatten(v, f"{prefix}{k}/"))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
-
-
-def _unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-  out: dict[str, Any] = {}
-  for path, v in flat.items():
-    node = out
-    *parents, leaf = path.split("/")
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = v
-  return out
-
-
 def lm_params_from_cappa(lm_params: Mapping[str, Any], decoder_params: Mapping[str, Any]):
   """Copies a CapPa decoder's weights into the language model where shapes allow.
 
@@ -387,9 +367,9 @@ def lm_params_from_cappa(lm_params: Mapping[str, Any], decoder_params: Mapping[s
   Returns:
     (new lm params as numpy arrays, dict with 'copied' and 'kept' lists of lm paths).
   """
-  lm_flat = {k: np.asarray(v) for k, v in _flatten(lm_params).items()}
+  lm_flat = {k: np.asarray(v) for k, v in npz.flatten(lm_params).items()}
   copied = []
-  for src, value in _flatten(decoder_params).items():
+  for src, value in npz.flatten(decoder_params).items():
     value = np.asarray(value)
     for pattern, target in _CAPPA_TO_LM:
       if re.fullmatch(pattern, src):
@@ -407,7 +387,7 @@ def lm_params_from_cappa(lm_params: Mapping[str, Any], decoder_params: Mapping[s
           copied.append(dst)
         break
   kept = sorted(set(lm_flat) - set(copied))
-  return _unflatten(lm_flat), {"copied": sorted(copied), "kept": kept}
+  return npz.unflatten(lm_flat), {"copied": sorted(copied), "kept": kept}
 
 
 def load_pretrained(params: Mapping[str, Any], config: Any) -> dict[str, Any]:
