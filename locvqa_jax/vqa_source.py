@@ -10,8 +10,9 @@ row_index, valid) with the image pair in one array, which is what diff_vqa.Model
   task_id: [B] int32 = question_type, so the trainer's `captioning` loss reports a loss per
          question type.
 
-Training reads config.input.question_types (empty: all); evaluation always reads every type so
-all are reported. With config.input.trim_bucket = k > 0 (single process), text, mask_ar and
+Training reads config.input.question_types (empty: all), each question of type t
+config.input.question_type_repeats[t] times per epoch; evaluation always reads every question of
+every type once, so all are reported. With config.input.trim_bucket = k > 0 (single process), text, mask_ar and
 mask_loss are cut after the batch's longest row, rounded up to a multiple of k: answers average
 a fifth of text_len, and padding only costs (the model ignores padded keys, so the loss is the
 same); the jitted step then compiles once per width.
@@ -108,6 +109,8 @@ def loader(config: Any, tok: Any, *, split: str, global_batch_size: int, train: 
     cache_path = pipeline.index_cache_path(cfg, "vqa", [features_cache.DATASET], split,
                                            {"question_types": sorted(question_types)})
   index = vqa_inputs.build_vqa_index(records, question_types, cache_path)
+  if train:
+    index = vqa_inputs.repeat_question_types(index, cfg.question_type_repeats)
   blind = bool(config.model.blind)
   if blind or cfg.features.enabled:
     store = None if blind else features_cache.open_store(config, split, given)

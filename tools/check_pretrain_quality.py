@@ -3,7 +3,7 @@ r"""Runs the quick start's pretraining and prints box quality beside the per-reg
   python tools/check_pretrain_quality.py --data_dir D [--workdir W] [--build] \
       [--config.key=value ...]
 
-With --build, D is filled first as tools/quickstart.sh does (400 synthetic patients at 256 px,
+With --build, D is filled first as tools/quickstart.sh does (1000 synthetic patients at 256 px,
 preset easy, the three builders at r128, the tokenizer to D/tokenizer.model); otherwise D must
 hold those. The run is `python -m locvqa_jax.train --config
 configs/pretrain_locca.py:runlocal,quickstart,data_dir=D --workdir W` plus the given overrides.
@@ -31,7 +31,7 @@ def _run(*args: str) -> None:
   subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, check=True)
 
 
-def build_data(data_dir: str, patients: int = 400) -> None:
+def build_data(data_dir: str, patients: int = 1000) -> None:
   """The quick start's synthetic data: generator, three builders at r128, tokenizer."""
   raw = os.path.join(data_dir, "raw")
   _run("locvqa_jax.data.synthetic", "--out", raw, "--patients", str(patients), "--seed", "0",

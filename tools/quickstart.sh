@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${QUICKSTART_OUT:-quickstart_out}
-PATIENTS=${QUICKSTART_PATIENTS:-400}
+PATIENTS=${QUICKSTART_PATIENTS:-1000}
 IMAGE_SIZE=${QUICKSTART_IMAGE_SIZE:-256}
 WORKERS=${QUICKSTART_WORKERS:-2}
 RES=128
@@ -56,7 +56,8 @@ step "pretraining: CAP, AREF, GCAP, CAREF (validation loss per task, box IoU vs 
     --workdir "$OUT/pretrain"
 
 step "difference VQA on the frozen pretrained encoder ($VQA_STEPS steps)"
-"$PY" -m locvqa_jax.train --config "configs/diff_vqa.py:encoder_init=$OUT/pretrain,runlocal,data_dir=$DATA" \
+"$PY" -m locvqa_jax.train \
+    --config "configs/diff_vqa.py:encoder_init=$OUT/pretrain,runlocal,diff_tokens,image_pos,data_dir=$DATA" \
     --workdir "$OUT/diff_vqa" --config.total_steps="$VQA_STEPS"
 
 step "blind baseline: the same model and budget without the images"

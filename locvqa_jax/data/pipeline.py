@@ -66,8 +66,15 @@ class IndexedSource:
     record = self._sources[self._names[row[0]]][int(row[1])]
     return {"record": record, "entry": row, "valid": valid}
 
+  @property
+  def entries(self) -> np.ndarray:
+    return self._entries
+
   def with_padding(self, padded_len: int) -> "IndexedSource":
     return IndexedSource(self._sources, self._names, self._entries, padded_len)
+
+  def with_entries(self, entries: np.ndarray) -> "IndexedSource":
+    return IndexedSource(self._sources, self._names, entries)
 
   def __repr__(self) -> str:
     # Grain compares this string when restoring an iterator, so it fingerprints the index.

@@ -35,6 +35,8 @@ def vqa_input_config() -> ml_collections.ConfigDict:
   c.data_dir = ""
   c.res = "r128"
   c.question_types = ()          # empty: all seven; else only these
+  # Training only: each question of type t is read question_type_repeats[t] times per epoch.
+  c.question_type_repeats = {t: 1 for t in QUESTION_TYPES}
   c.max_question_len = 40
   c.max_answer_len = 96
   c.text_len = 140               # bos + 40 + 96 + eos, rounded up
@@ -54,6 +56,28 @@ def build_vqa_index(records: Sequence[Mapping[str, Any]], question_types: Sequen
                      f"of {QUESTION_TYPES}")
   entries = pipeline.cached_entries(cache_path, lambda: _vqa_entries(records, question_types))
   return pipeline.IndexedSource({"mimic_diff_vqa": records}, ["mimic_diff_vqa"], entries)
+
+
+def repeat_question_types(index: pipeline.IndexedSource,
+                          repeats: Mapping[str, int]) -> pipeline.IndexedSource:
+  """The index with every row of question type t repeated repeats[t] times (training only).
+
+  A training stream that sees the rarer, harder types (e.g. `difference`) more often without
+  dropping the others; evaluation always reads each question once.
+  """
+  entries = index.entries
+  factors = np.ones(len(QUESTION_TYPES), np.int64)
+  for qt, n in dict(repeats).items():
+    if qt not in QUESTION_TYPES:
+      raise ValueError(f"config.input.question_type_repeats: unknown type {qt!r}; expected some "
+                       f"of {QUESTION_TYPES}")
+    if int(n) != n or n < 1:
+      raise ValueError(f"config.input.question_type_repeats[{qt!r}] = {n!r}; expected an "
+                       "integer >= 1")
+    factors[QUESTION_TYPES.index(qt)] = int(n)
+  if (factors == 1).all():
+    return index
+  return index.with_entries(np.repeat(entries, factors[entries[:, 3]], axis=0))
 
 
 def _vqa_entries(records: Sequence[Mapping[str, Any]],

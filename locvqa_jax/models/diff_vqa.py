@@ -13,8 +13,10 @@ training-set statistics (params['image_norm'], `ImageNorm`). A learned temporal
 embedding (params['temporal_embedding'] [2, D_enc]; row 0 = reference, row 1 = main) is added
 to every token of each image, then a shared two-layer GELU projector (params['projector'])
 maps them to the language model's width. Image tokens carry no text position: the ViT's own
-position embedding and the temporal row already place them, and text positions start at 0 at
-bos, so the language model's `max_len` only bounds the text.
+position embedding and the temporal row already place them (with `image_positions`, a learned
+row per token position, shared by both images, is added too), and text positions start at 0 at
+bos, so the language model's `max_len` only bounds the text. With `difference_tokens` the first
+block is main minus reference instead of the reference (after `ImageNorm`).
 
 The language model (params['lm']) uses the CapPa decoder's names where a counterpart exists,
 so `lm_params_from_cappa` can start it from a pretraining decoder:
@@ -168,6 +170,22 @@ class ImageNorm(nn.Module):
     return (x - mean.astype(x.dtype)) * inv_std.astype(x.dtype)
 
 
+class ImagePositions(nn.Module):
+  """Adds a learned embedding per image-token position [N, D], shared by both images.
+
+  The encoder's own position embedding is constant across images, so `ImageNorm` removes most of
+  it; this row tells the language model which token of the reference lies under which token of
+  the main image.
+  """
+  stddev: float = 1.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    pos = self.param("embedding", nn.initializers.normal(stddev=self.stddev), x.shape[-2:],
+                     jnp.float32)
+    return x + pos.astype(x.dtype)
+
+
 class DiffVqa(nn.Module):
   """Two images + question -> answer. Build it with `Model(...)`; see the module docstring.
 
@@ -178,6 +196,8 @@ class DiffVqa(nn.Module):
   freeze_encoder: bool = True
   blind: bool = False
   normalize_image: bool = False
+  image_positions: bool = False
+  difference_tokens: bool = False
 
   def setup(self):
     self.encoder = vit.Model(**dict(self.encoder_kw))
@@ -192,6 +212,8 @@ class DiffVqa(nn.Module):
       self.projector = Projector(self.lm.emb_dim)
       if self.normalize_image:
         self.image_norm = ImageNorm()
+      if self.image_positions:
+        self.image_pos = ImagePositions(stddev=std)
 
   def encode(self, images: jax.Array, train: bool = False) -> jax.Array:
     """images [B, 2, R, R, C] in [-1, 1] -> encoder tokens [B, 2, N, D_enc] (one ViT pass each)."""
@@ -221,12 +243,16 @@ class DiffVqa(nn.Module):
     return jax.lax.stop_gradient(images) if self.freeze_encoder else images
 
   def image_tokens(self, images: jax.Array, train: bool = False) -> Optional[jax.Array]:
-    """[B, 2N, E] projected image tokens (reference first), or None when blind."""
+    """[B, 2N, E] projected image tokens (reference or main - reference, then main), or None."""
     if self.blind:
       return None
     feats = self.features(images, train)
     if self.normalize_image:
       feats = self.image_norm(feats)
+    if self.difference_tokens:
+      feats = jnp.concatenate([feats[:, 1:] - feats[:, :1], feats[:, 1:]], axis=1)
+    if self.image_positions:
+      feats = self.image_pos(feats)
     feats = feats + self.temporal_embedding[None, :, None, :].astype(feats.dtype)
     tokens = self.projector(feats)
     return tokens.reshape((tokens.shape[0], -1, tokens.shape[-1]))
@@ -314,7 +340,8 @@ def _check_keys(part: str, kwargs: Mapping[str, Any], module_cls: type) -> None:
 def Model(*, encoder: Optional[Mapping[str, Any]] = None,  # pylint: disable=invalid-name
           lm: Optional[Mapping[str, Any]] = None, lm_preset: Optional[str] = None,
           freeze_encoder: bool = True, blind: bool = False,
-          normalize_image: bool = False) -> DiffVqa:
+          normalize_image: bool = False, image_positions: bool = False,
+          difference_tokens: bool = False) -> DiffVqa:
   """Builds the difference-VQA model.
 
   Args:
@@ -325,6 +352,10 @@ def Model(*, encoder: Optional[Mapping[str, Any]] = None,  # pylint: disable=inv
     blind: drop the image tokens (the blind baseline).
     normalize_image: standardise each encoder token with training-set statistics (`ImageNorm`,
       set by `load_pretrained`) before the temporal embedding and projector.
+    image_positions: add a learned embedding per image-token position, shared by both images
+      (`ImagePositions`, params['image_pos']).
+    difference_tokens: the first block carries main minus reference per token position (after
+      `ImageNorm`) instead of the reference: the same information, with the change explicit.
   """
   if lm_preset is not None and lm_preset not in LM_PRESETS:
     raise ValueError(f"Unknown model.lm_preset {lm_preset!r}; known: {sorted(LM_PRESETS)}")
@@ -340,7 +371,8 @@ def Model(*, encoder: Optional[Mapping[str, Any]] = None,  # pylint: disable=inv
     raise ValueError("diff_vqa.Model needs lm.vocab_size (the tokenizer's vocab_size).")
   return DiffVqa(encoder_kw=cappa._freeze(enc), lm_kw=cappa._freeze(lm_kw),  # pylint: disable=protected-access
                  freeze_encoder=bool(freeze_encoder), blind=bool(blind),
-                 normalize_image=bool(normalize_image))
+                 normalize_image=bool(normalize_image), image_positions=bool(image_positions),
+                 difference_tokens=bool(difference_tokens))
 
 
 # ----------------------------------------------------------------- init from the pretraining decoder

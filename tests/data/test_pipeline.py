@@ -278,6 +278,21 @@ def test_vqa_pipeline(tok):
     vqa_inputs.build_vqa_index(records, ("diff",))
 
 
+def test_question_type_repeats_multiply_training_rows_only():
+  records = vqa_records(5)  # two questions per pair: presence, difference
+  index = vqa_inputs.build_vqa_index(records)
+  repeats = {t: 1 for t in vqa_inputs.QUESTION_TYPES}
+  assert vqa_inputs.repeat_question_types(index, repeats) is index
+  repeats["difference"] = 3
+  out = vqa_inputs.repeat_question_types(index, repeats)
+  assert np.bincount(out.entries[:, 3], minlength=7).tolist() == [0, 5, 0, 0, 0, 0, 15]
+  assert len(out) == 20
+  with pytest.raises(ValueError, match="unknown type 'diff'"):
+    vqa_inputs.repeat_question_types(index, {"diff": 2})
+  with pytest.raises(ValueError, match="expected an integer >= 1"):
+    vqa_inputs.repeat_question_types(index, {"difference": 0})
+
+
 def test_bad_config_errors(tok, cfg):
   cfg.task_weights = (1.0, 1.0)
   with pytest.raises(ValueError, match="one non-negative weight per task"):

@@ -25,12 +25,17 @@ def _model(**kw):
                         lm_preset="micro", **kw)
 
 
-@pytest.fixture(scope="module")
-def setup():
-  model = _model()
+def _inputs():
   images = jax.random.uniform(jax.random.PRNGKey(0), (3, 2, RES, RES, 1), minval=-1, maxval=1)
   text = jnp.array([[2, 5, 6, 7, 8, 1, 0, 0], [2, 9, 4, 1, 0, 0, 0, 0], [2, 4, 4, 4, 4, 4, 4, 1]])
   mask_ar = jnp.array([[0, 0, 0, 1, 1, 1, 0, 0], [0, 0, 1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1, 1, 1]])
+  return images, text, mask_ar
+
+
+@pytest.fixture(scope="module")
+def setup():
+  model = _model()
+  images, text, mask_ar = _inputs()
   params = _perturb(jax.jit(model.init)(jax.random.PRNGKey(1), images, text, mask_ar)["params"])
   return model, params, images, text, mask_ar
 
@@ -134,6 +139,33 @@ def test_cached_decoding_equals_uncached(setup, blind):
   if not blind:
     np.testing.assert_array_equal(_greedy(model, params, images, prefix, prefix_len, **kw),
                                   cached)
+
+
+def test_difference_tokens_and_image_positions():
+  images, text, mask_ar = _inputs()
+  model = _model(normalize_image=True, difference_tokens=True, image_positions=True)
+  params = _perturb(model.init(jax.random.PRNGKey(1), images, text, mask_ar)["params"])
+  n = (RES // 16) ** 2
+  assert params["temporal_embedding"].shape == (2, 64)
+  assert params["image_pos"]["embedding"].shape == (n, 64)
+  tokens = model.apply({"params": params}, images, method="image_tokens")
+  assert tokens.shape == (3, 2 * n, 64)
+  # Block 0 is the projected (main - reference) of the standardised tokens, block 1 the main.
+  feats = model.apply({"params": params}, images, method="encode")
+  norm, pos = params["image_norm"], params["image_pos"]["embedding"]
+  std = (feats - norm["mean"]) * norm["inv_std"]
+  project = lambda x: model.apply({"params": params}, x, method=lambda m, y: m.projector(y))
+  temporal = params["temporal_embedding"]
+  np.testing.assert_allclose(tokens[:, :n], project(std[:, 1] - std[:, 0] + pos + temporal[0]),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(tokens[:, n:], project(std[:, 1] + pos + temporal[1]),
+                             rtol=1e-5, atol=1e-5)
+  # Cached decoding still equals uncached.
+  prefix, prefix_len = jnp.array([[2, 7, 0], [2, 0, 0], [2, 5, 6]]), jnp.array([2, 1, 3])
+  kw = dict(max_decode_len=8, eos_id=-1)
+  np.testing.assert_array_equal(
+      _greedy(model, params, images, prefix, prefix_len, **kw),
+      _greedy(model, params, images, prefix, prefix_len, use_cache=False, **kw))
 
 
 def test_lm_starts_from_the_pretraining_decoder():

@@ -37,7 +37,7 @@ def test_table_and_verdict_from_metrics(tmp_path):
     "docs/training.md 'Box quality in the quick start'): the decoder's location-token input "
     "embeddings are 1024 rarely trained rows; the baseline knows the region"))
 def test_quickstart_pretraining_beats_the_region_mean_box(tmp_path):
-  """Synthetic data (400 patients), builders, tokenizer, then the quick start's pretraining
+  """Synthetic data (1000 patients), builders, tokenizer, then the quick start's pretraining
   (several minutes on 2 CPU cores)."""
   tool = _tool()
   data_dir = str(tmp_path / "data")
