@@ -2,7 +2,7 @@ r"""Difference VQA: the pretrained encoder, frozen and shared by both images, an
 
 CPU quick start on the synthetic data, after the pretraining smoke run (configs/pretrain_locca.py)
 wrote /tmp/locca_micro; the encoder's outputs are cached once, then each step only runs the
-small language model (1500 steps, about 5 minutes on 2 CPU cores):
+small language model (1500 steps, about 6 minutes on 2 CPU cores):
 
   python -m locvqa_jax.train \
       --config configs/diff_vqa.py:encoder_init=/tmp/locca_micro,runlocal,diff_tokens,image_pos \

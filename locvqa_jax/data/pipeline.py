@@ -74,6 +74,7 @@ class IndexedSource:
     return IndexedSource(self._sources, self._names, self._entries, padded_len)
 
   def with_entries(self, entries: np.ndarray) -> "IndexedSource":
+    """The same sources with other rows (no evaluation padding: for training indexes)."""
     return IndexedSource(self._sources, self._names, entries)
 
   def __repr__(self) -> str:

@@ -35,7 +35,8 @@ def vqa_input_config() -> ml_collections.ConfigDict:
   c.data_dir = ""
   c.res = "r128"
   c.question_types = ()          # empty: all seven; else only these
-  # Training only: each question of type t is read question_type_repeats[t] times per epoch.
+  # Training only: each question of type t is read question_type_repeats[t] times per epoch (an
+  # epoch grows accordingly; training length is still config.total_steps).
   c.question_type_repeats = {t: 1 for t in QUESTION_TYPES}
   c.max_question_len = 40
   c.max_answer_len = 96
