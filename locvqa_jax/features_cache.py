@@ -30,13 +30,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from locvqa_jax.data import tasks
 from locvqa_jax.models import vit
 
 DATASET = "mimic_diff_vqa"
 
 
-def _as_str(value: Any) -> str:
-  return value.decode() if isinstance(value, (bytes, np.bytes_)) else str(value)
+def encode_padded(run: Any, params: Any, images: Sequence[np.ndarray],
+                  batch_size: int) -> np.ndarray:
+  """Encoder tokens of up to batch_size images; a short batch is padded so `run` compiles once."""
+  n = len(images)
+  padded = np.stack(list(images) + [images[-1]] * (batch_size - n))
+  return np.asarray(run(params, jnp.asarray(padded)))[:n]
 
 
 def decode_image(value: Any) -> np.ndarray:
@@ -50,7 +55,7 @@ def pair_images(records: Sequence[Mapping[str, Any]]):
   seen = set()
   for r in records:
     for side in ("ref", "main"):
-      dicom = _as_str(r[f"{side}_dicom_id"])
+      dicom = tasks.as_str(r[f"{side}_dicom_id"])
       if dicom not in seen:
         seen.add(dicom)
         yield dicom, r[f"{side}_image"]
@@ -89,8 +94,7 @@ def compute(encoder_config: Mapping[str, Any], encoder_params: Any,
   for start in range(0, len(items), batch_size):
     chunk = [decode_image(v) for _, v in items[start:start + batch_size]]
     n = len(chunk)
-    chunk += [chunk[-1]] * (batch_size - n)
-    encoded = np.asarray(run(params, jnp.asarray(np.stack(chunk))))[:n]
+    encoded = encode_padded(run, params, chunk, batch_size)
     if out is None:
       out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype),
                                       shape=(len(items),) + encoded.shape[1:])
@@ -147,15 +151,14 @@ def cache_key(encoder_init: str, encoder_config: Mapping[str, Any], dataset: Any
 def directory(config: Any) -> str:
   """The cache directory of a diff_vqa config (see the module docstring)."""
   from locvqa_jax import vqa_init  # pylint: disable=g-import-not-at-top
-  from locvqa_jax.data import tasks  # pylint: disable=g-import-not-at-top
   feats = config.input.features
   if feats.dir and feats.dir != "auto":
     return feats.dir
   spec = vqa_init.parse_encoder_init(config.init.encoder)
   if spec is None:
     raise ValueError("config.input.features.enabled needs config.init.encoder (a pretraining "
-                     "workdir, an npz or a Hugging Face folder): cached features of a random encoder would not match "
-                     "the model's own random encoder")
+                     "workdir, an npz or a Hugging Face folder): cached features of a random "
+                     "encoder would not match the model's own random encoder")
   base = (os.path.join(spec.path, "features_cache") if spec.kind == "workdir"
           else os.path.normpath(spec.path) + ".features_cache")
   version = vqa_init.weights_version(spec)
@@ -175,7 +178,6 @@ def ensure(config: Any, splits: Sequence[str] = ("train", "validation", "test"),
   Only process 0 writes (multi-host runs read the same shared path after a barrier).
   """
   from locvqa_jax import vqa_init  # pylint: disable=g-import-not-at-top
-  from locvqa_jax.data import tasks  # pylint: disable=g-import-not-at-top
   out_dir = directory(config)
   missing = [s for s in splits if not os.path.exists(os.path.join(out_dir, f"{s}.npy"))]
   if missing and jax.process_index() == 0:

@@ -67,12 +67,7 @@ def _encoded_chunks(config: Any, encoder_params: Any, records: Sequence[Mapping[
                     max_images: int, chunk: int) -> Iterable[np.ndarray]:
   from locvqa_jax import features_cache  # pylint: disable=g-import-not-at-top
   run = features_cache.encoder_fn(config.model.encoder.to_dict())
-
-  def encode(images):  # The last chunk is padded, so the encoder compiles once.
-    n = len(images)
-    padded = np.stack(images + [images[-1]] * (chunk - n))
-    return np.asarray(run(encoder_params, padded))[:n]
-
+  encode = lambda images: features_cache.encode_padded(run, encoder_params, images, chunk)
   images = []
   for _, value in features_cache.pair_images(records):
     images.append(features_cache.decode_image(value))

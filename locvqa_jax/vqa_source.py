@@ -12,10 +12,10 @@ row_index, valid) with the image pair in one array, which is what diff_vqa.Model
 
 Training reads config.input.question_types (empty: all), each question of type t
 config.input.question_type_repeats[t] times per epoch; evaluation always reads every question of
-every type once, so all are reported. With config.input.trim_bucket = k > 0 (single process), text, mask_ar and
-mask_loss are cut after the batch's longest row, rounded up to a multiple of k: answers average
-a fifth of text_len, and padding only costs (the model ignores padded keys, so the loss is the
-same); the jitted step then compiles once per width.
+every type once, so all are reported. With config.input.trim_bucket = k > 0 (single process),
+text, mask_ar and mask_loss are cut after the batch's longest row, rounded up to a multiple of
+k: answers average a fifth of text_len, and padding only costs (the model ignores padded keys,
+so the loss is the same); the jitted step then compiles once per width.
 """
 
 from __future__ import annotations
