@@ -50,6 +50,10 @@ Arguments (`:name=value,...`; a bare name means true):
                    `image_norm`) instead of [reference][main]: the same information with the change
                    explicit, an extension of the paper's layout (docs/diff_vqa.md); the quick
                    start uses it with image_pos.
+  image_pool       average the image tokens over image_pool x image_pool windows of the patch
+                   grid (after `image_norm`): image_pool**2 times fewer tokens for the language
+                   model (default 1; e.g. 2 for So400m/14 at 448, whose 1024 tokens per image
+                   make a 2048-token image prefix).
   lm_from_decoder  start the language model from the pretraining decoder where shapes match.
   runlocal         CPU smoke sizes: micro LM, batch 32, 1500 steps at lr 5e-3, difference
                    questions read twice per epoch, small validation.
@@ -94,7 +98,7 @@ def get_config(arg=None):
   arg = config_lib.parse_arg(
       arg, encoder_init="", variant="micro", lm="micro", res=128, question_types="",
       freeze=True, encoder_lr_mult=0.1, cached="auto", blind=False, image_norm=True,
-      image_pos=False, diff_tokens=False,
+      image_pos=False, diff_tokens=False, image_pool=1,
       lm_from_decoder=True, runlocal=False, preset="", data_dir=DEFAULT_DATA_DIR, tokenizer="")
   if arg.preset not in ("", "paper"):
     raise ValueError(f"configs/diff_vqa.py: preset={arg.preset!r}; expected '' or 'paper'")
@@ -141,6 +145,7 @@ def get_config(arg=None):
   c.model.normalize_image = arg.image_norm
   c.model.image_positions = arg.image_pos
   c.model.difference_tokens = arg.diff_tokens
+  c.model.image_pool = arg.image_pool
 
   # Loss: the trainer's prefix-LM cross-entropy on answer + eos, per question type.
   c.loss = dict(name="captioning", masked_pred_prob=0.0, masking_ratio=1.0,

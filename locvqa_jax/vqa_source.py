@@ -64,18 +64,20 @@ class PairFromCache(grain.RandomMapTransform):
   def __init__(self, tok: Any, cfg: Mapping[str, Any], store: Optional[Any], train: bool):
     self._tok, self._store, self._train = tok, store, train
     self._cfg = {k: int(cfg[k]) for k in ("max_question_len", "max_answer_len", "text_len")}
+    self._swap = float(cfg.get("swap_pairs", 0.0)) if train else 0.0
 
   def random_map(self, element: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-    del rng
     record, (_, _, k, qtype) = element["record"], element["entry"]
     q = record["questions"]
-    out = vqa_inputs.vqa_sequence(tasks_lib.as_str(q["question"][k]),
-                                  tasks_lib.as_str(q["answer"][k]), self._tok, self._cfg)
+    swap, answer = vqa_inputs.swap_or_keep(qtype, tasks_lib.as_str(q["answer"][k]), self._swap,
+                                           rng)
+    out = vqa_inputs.vqa_sequence(tasks_lib.as_str(q["question"][k]), answer, self._tok,
+                                  self._cfg)
     if self._store is None:
       out["image"] = np.zeros((2, 1, 1), np.float32)
     else:
-      out["image"] = np.stack([self._store[tasks_lib.as_str(record["ref_dicom_id"])],
-                               self._store[tasks_lib.as_str(record["main_dicom_id"])]])
+      pair = [tasks_lib.as_str(record["ref_dicom_id"]), tasks_lib.as_str(record["main_dicom_id"])]
+      out["image"] = np.stack([self._store[d] for d in (pair[::-1] if swap else pair)])
     out["question_type"] = out["task_id"] = np.int32(qtype)
     out["row_index"] = np.int64(q["row_index"][k])
     if not self._train:

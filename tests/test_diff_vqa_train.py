@@ -163,3 +163,27 @@ def test_token_statistics_run_in_chunks():
   np.testing.assert_allclose(inv_std, 1 / np.sqrt(tokens.var(0) + 1e-6), rtol=1e-5)
   with pytest.raises(ValueError, match="no training images"):
     image_stats.token_statistics([])
+
+
+def test_swap_pairs_reverses_cached_features_of_difference_questions():
+  tok = vqa_fixture.tokenizer()
+  added = "the main image has an additional finding of edema than the reference image. "
+  record = {"ref_dicom_id": b"r", "main_dicom_id": b"m",
+            "questions": {"question": [b"is there edema?", b"what has changed?"],
+                          "answer": [b"yes", added.encode()],
+                          "question_type": [b"presence", b"difference"],
+                          "row_index": [np.int64(0), np.int64(1)]}}
+  store = {"r": np.zeros((4, 64), np.float32), "m": np.ones((4, 64), np.float32)}
+  cfg = dict(max_question_len=40, max_answer_len=96, text_len=140, swap_pairs=1.0)
+  rng = np.random.default_rng(0)
+
+  def example(k, train):
+    op = vqa_source.PairFromCache(tok, cfg, store, train)
+    return op.random_map({"record": record, "entry": (0, 0, k, (1, 6)[k]), "valid": 1}, rng)
+
+  assert example(0, True)["image"][:, 0, 0].tolist() == [0, 1]  # presence: as stored
+  swapped = example(1, True)
+  assert swapped["image"][:, 0, 0].tolist() == [1, 0]
+  assert tok.encode("the main image is missing the finding of edema than the reference image.")[
+      :5] == [int(t) for t in swapped["text"][1 + len(tok.encode("what has changed?")):][:5]]
+  assert example(1, False)["image"][:, 0, 0].tolist() == [0, 1]  # evaluation: as stored

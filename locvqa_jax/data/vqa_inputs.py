@@ -15,6 +15,8 @@ Sharding, shuffling, repeat, workers and iterator state are those of `pipeline.m
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
 from typing import Any, Mapping, Optional, Sequence
 
 import grain.python as grain
@@ -38,6 +40,10 @@ def vqa_input_config() -> ml_collections.ConfigDict:
   # Training only: each question of type t is read question_type_repeats[t] times per epoch (an
   # epoch grows accordingly; training length is still config.total_steps).
   c.question_type_repeats = {t: 1 for t in QUESTION_TYPES}
+  # Training only: probability that a difference question is read with its two images swapped
+  # and its answer mirrored (`swap_difference_answer`); other question types are about the main
+  # image and are never swapped.
+  c.swap_pairs = 0.0
   c.max_question_len = 40
   c.max_answer_len = 96
   c.text_len = 140               # bos + 40 + 96 + eos, rounded up
@@ -96,6 +102,81 @@ def _vqa_entries(records: Sequence[Mapping[str, Any]],
   return np.asarray(rows, np.int64).reshape(-1, 4)
 
 
+# Medical-Diff-VQA's level words (level_lib.csv); a level is one or more of them joined by spaces.
+LEVEL_WORDS = ("moderately", "moderate", "acute", "mildly", "mild", "small", "severe",
+               "moderate to large", "moderate to severe", "mild to moderate", "minimal", "subtle",
+               "massive", "minimally", "increasing", "decreasing", "minor")
+_LEVEL_SENTENCE = re.compile(r"^the level of (?P<finding>.+?) has changed from (?P<levels>.+)$")
+_ADDED = re.compile(r"^the main image has (?:an additional finding|additional findings) of "
+                    r"(?P<list>.+) than the reference image$")
+_MISSING = re.compile(r"^the main image is missing the findings? of (?P<list>.+) than the "
+                      r"reference image$")
+
+
+def _is_level(text: str) -> bool:
+  """Whether text is one or more level words (multi-word ones included) joined by spaces."""
+  words = text.split(" ")
+
+  @functools.lru_cache(maxsize=None)
+  def ok(i: int) -> bool:
+    return i == len(words) or any(
+        " ".join(words[i:j]) in LEVEL_WORDS and ok(j) for j in range(i + 1, len(words) + 1))
+  return bool(text) and ok(0)
+
+
+def _list_sentence(prefix_one: str, prefix_many: str, items: str) -> str:
+  head = prefix_many if "," in items else prefix_one
+  return f"the main image {head} of {items} than the reference image. "
+
+
+def swap_difference_answer(answer: str) -> Optional[str]:
+  """The answer to the same difference question with the two images swapped, or None.
+
+  Mirrors the Medical-Diff-VQA grammar (DATA_FORMATS.md 3.3): a level change from A to B
+  becomes B to A, added findings become missing ones and back, `nothing has changed.` stays;
+  the sentences keep the grammar's order (levels, added, missing) and trailing spaces. None when
+  the answer is outside that grammar or a level change cannot be split into two levels
+  unambiguously (`mild to moderate to severe`), so such examples are simply not swapped.
+  """
+  text = " ".join(str(answer).split())
+  if text == "nothing has changed.":
+    return "nothing has changed."
+  levels, added, missing = [], "", ""
+  for sentence in (s.strip() for s in text.split(".")):
+    if not sentence:
+      continue
+    level, plus, minus = (r.match(sentence) for r in (_LEVEL_SENTENCE, _ADDED, _MISSING))
+    if level:
+      parts = level.group("levels").split(" to ")
+      splits = [(" to ".join(parts[:i]), " to ".join(parts[i:])) for i in range(1, len(parts))]
+      splits = [(a, b) for a, b in splits if _is_level(a) and _is_level(b)]
+      if len(splits) != 1:
+        return None
+      a, b = splits[0]
+      levels.append(f"the level of {level.group('finding')} has changed from {b} to {a}. ")
+    elif plus and not added:
+      added = plus.group("list")
+    elif minus and not missing:
+      missing = minus.group("list")
+    else:
+      return None
+  out = "".join(levels)
+  if missing:  # What the reference had and the main image lacks is now the addition.
+    out += _list_sentence("has an additional finding", "has additional findings", missing)
+  if added:
+    out += _list_sentence("is missing the finding", "is missing the findings", added)
+  return out or None
+
+
+def swap_or_keep(question_type: int, answer: str, p: float,
+                 rng: np.random.Generator) -> tuple[bool, str]:
+  """(swap the images?, answer): a difference question is swapped with probability p."""
+  if p <= 0 or QUESTION_TYPES[question_type] != "difference" or rng.random() >= p:
+    return False, answer
+  swapped = swap_difference_answer(answer)
+  return (False, answer) if swapped is None else (True, swapped)
+
+
 def vqa_sequence(question: str, answer: str, tok: tokenizer_lib.Tokenizer,
                  cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
   """text, mask_ar, mask_loss [L]: the question is the prefix, the answer the target."""
@@ -112,16 +193,19 @@ class VqaTransform(grain.RandomMapTransform):
     self._train = train
     self._cfg = {k: int(cfg[k]) for k in ("max_question_len", "max_answer_len", "text_len")}
     self._aug = augment_lib.AugmentConfig.from_config(cfg["augment"] if train else None)
+    self._swap = float(cfg.get("swap_pairs", 0.0)) if train else 0.0
 
   def random_map(self, element: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     record, (_, _, k, qtype) = element["record"], element["entry"]
     q = record["questions"]
+    swap, answer = swap_or_keep(qtype, tasks_lib.as_str(q["answer"][k]), self._swap, rng)
     out = {}
     for key in ("ref_image", "main_image"):
       image = augment_lib.decode_image(record[key])
       out[key], _ = augment_lib.augment(image, np.zeros((0, 4)), rng, self._aug)
-    out.update(vqa_sequence(tasks_lib.as_str(q["question"][k]), tasks_lib.as_str(q["answer"][k]),
-                            self._tok, self._cfg))
+    if swap:
+      out["ref_image"], out["main_image"] = out["main_image"], out["ref_image"]
+    out.update(vqa_sequence(tasks_lib.as_str(q["question"][k]), answer, self._tok, self._cfg))
     out["question_type"] = np.int32(qtype)
     out["row_index"] = np.int64(q["row_index"][k])
     if not self._train:

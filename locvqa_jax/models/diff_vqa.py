@@ -198,6 +198,7 @@ class DiffVqa(nn.Module):
   normalize_image: bool = False
   image_positions: bool = False
   difference_tokens: bool = False
+  image_pool: int = 1
 
   def setup(self):
     self.encoder = vit.Model(**dict(self.encoder_kw))
@@ -249,6 +250,8 @@ class DiffVqa(nn.Module):
     feats = self.features(images, train)
     if self.normalize_image:
       feats = self.image_norm(feats)
+    if self.image_pool > 1:
+      feats = pool_tokens(feats, self.image_pool)
     if self.difference_tokens:
       feats = jnp.concatenate([feats[:, 1:] - feats[:, :1], feats[:, 1:]], axis=1)
     if self.image_positions:
@@ -328,6 +331,17 @@ class DiffVqa(nn.Module):
     return logits[:, 0], {"layers": layers, "offset": offset}
 
 
+def pool_tokens(feats: jax.Array, window: int) -> jax.Array:
+  """[B, 2, N, D] tokens of a square patch grid -> [B, 2, N / window**2, D] window means."""
+  b, two, n, d = feats.shape
+  side = int(round(math.sqrt(n)))
+  if side * side != n or side % window:
+    raise ValueError(f"model.image_pool={window}: the {n} image tokens are not a square grid "
+                     f"whose side is a multiple of {window}")
+  grid = feats.reshape(b, two, side // window, window, side // window, window, d)
+  return grid.mean(axis=(3, 5)).reshape(b, two, -1, d)
+
+
 def _check_keys(part: str, kwargs: Mapping[str, Any], module_cls: type) -> None:
   fields = {f.name for f in dataclasses.fields(module_cls)} - {"parent", "name"}
   for key in kwargs:
@@ -341,7 +355,7 @@ def Model(*, encoder: Optional[Mapping[str, Any]] = None,  # pylint: disable=inv
           lm: Optional[Mapping[str, Any]] = None, lm_preset: Optional[str] = None,
           freeze_encoder: bool = True, blind: bool = False,
           normalize_image: bool = False, image_positions: bool = False,
-          difference_tokens: bool = False) -> DiffVqa:
+          difference_tokens: bool = False, image_pool: int = 1) -> DiffVqa:
   """Builds the difference-VQA model.
 
   Args:
@@ -356,6 +370,8 @@ def Model(*, encoder: Optional[Mapping[str, Any]] = None,  # pylint: disable=inv
       (`ImagePositions`, params['image_pos']).
     difference_tokens: the first block carries main minus reference per token position (after
       `ImageNorm`) instead of the reference: the same information, with the change explicit.
+    image_pool: average the image tokens over image_pool x image_pool windows of the patch
+      grid (after `ImageNorm`), so the language model reads image_pool**2 times fewer tokens.
   """
   if lm_preset is not None and lm_preset not in LM_PRESETS:
     raise ValueError(f"Unknown model.lm_preset {lm_preset!r}; known: {sorted(LM_PRESETS)}")
@@ -372,7 +388,8 @@ def Model(*, encoder: Optional[Mapping[str, Any]] = None,  # pylint: disable=inv
   return DiffVqa(encoder_kw=cappa._freeze(enc), lm_kw=cappa._freeze(lm_kw),  # pylint: disable=protected-access
                  freeze_encoder=bool(freeze_encoder), blind=bool(blind),
                  normalize_image=bool(normalize_image), image_positions=bool(image_positions),
-                 difference_tokens=bool(difference_tokens))
+                 difference_tokens=bool(difference_tokens),
+                 image_pool=int(image_pool))
 
 
 # ----------------------------------------------------------------- init from the pretraining decoder

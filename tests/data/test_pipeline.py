@@ -495,3 +495,65 @@ def test_end_to_end_on_synthetic_builds(tmp_path):
   batches = list(vqa_inputs.vqa_loader(vcfg, tok, split="test", global_batch_size=4, train=False))
   rows = np.concatenate([b["row_index"][b["valid"] > 0] for b in batches])
   assert len(rows) == len(set(rows.tolist())) > 0
+
+
+@pytest.mark.parametrize("answer,swapped", [
+    ("nothing has changed.", "nothing has changed."),
+    ("the main image has an additional finding of edema than the reference image. ",
+     "the main image is missing the finding of edema than the reference image. "),
+    ("the main image has additional findings of atelectasis, and fracture than the reference "
+     "image. the main image is missing the finding of pleural effusion than the reference image. ",
+     "the main image has an additional finding of pleural effusion than the reference image. the "
+     "main image is missing the findings of atelectasis, and fracture than the reference image. "),
+    ("the level of pleural effusion has changed from moderate to large to moderate. the main "
+     "image is missing the findings of edema, lung opacity, and pneumonia than the reference "
+     "image.  ",
+     "the level of pleural effusion has changed from moderate to moderate to large. the main "
+     "image has additional findings of edema, lung opacity, and pneumonia than the reference "
+     "image. "),
+    ("the level of edema has changed from mild to severe. ",
+     "the level of edema has changed from severe to mild. "),
+    # Two ways to split the levels, or text outside the grammar: not swapped.
+    ("the level of edema has changed from mild to moderate to severe. ", None),
+    ("the main image has a new finding of edema. ", None),
+    ("the level of edema has changed from mild to huge. ", None),
+])
+def test_swap_difference_answer_mirrors_the_grammar(answer, swapped):
+  assert vqa_inputs.swap_difference_answer(answer) == swapped
+  if swapped is not None:  # Swapping twice gives the answer back (up to trailing whitespace).
+    again = vqa_inputs.swap_difference_answer(swapped)
+    assert " ".join(again.split()) == " ".join(answer.split())
+
+
+def test_swap_pairs_swaps_images_and_answer_of_difference_questions_only(tok):
+  added = "the main image has an additional finding of edema than the reference image. "
+  missing = "the main image is missing the finding of edema than the reference image. "
+  records = [{"main_image": _image(200), "ref_image": _image(50), "study_id": b"1",
+              "ref_id": b"2",
+              "questions": {"question": [b"is there edema?", b"what has changed?"],
+                            "answer": [b"yes", added.encode()],
+                            "question_type": [b"presence", b"difference"],
+                            "row_index": [np.int64(0), np.int64(1)]}}]
+  cfg = vqa_inputs.vqa_input_config()
+  cfg.text_len, cfg.augment.enabled = 96, False
+  cfg.swap_pairs = 1.0
+
+  def rows(train):
+    batch = _take(vqa_inputs.vqa_loader(cfg, tok, split="train", global_batch_size=2,
+                                        train=train, records=records), 1)[0]
+    return {int(r): (batch["ref_image"][i, 0, 0, 0], batch["main_image"][i, 0, 0, 0],
+                     batch["text"][i]) for i, r in enumerate(batch["row_index"])}
+
+  def text_of(question, answer):
+    ids = [2, *tok.encode(question), *tok.encode(answer), 1]
+    return ids + [0] * (96 - len(ids))
+
+  dark, bright = 50 / 127.5 - 1, 200 / 127.5 - 1
+  train = rows(True)
+  assert train[0][:2] == pytest.approx((dark, bright), abs=1e-6)  # presence: never swapped
+  assert train[0][2].tolist() == text_of("is there edema?", "yes")
+  assert train[1][:2] == pytest.approx((bright, dark), abs=1e-6)  # difference: swapped
+  assert train[1][2].tolist() == text_of("what has changed?", missing)
+  evaluation = rows(False)  # Evaluation reads the data as it is.
+  assert evaluation[1][:2] == pytest.approx((dark, bright), abs=1e-6)
+  assert evaluation[1][2].tolist() == text_of("what has changed?", added)

@@ -168,6 +168,40 @@ def test_difference_tokens_and_image_positions():
       _greedy(model, params, images, prefix, prefix_len, use_cache=False, **kw))
 
 
+def test_image_pool_averages_windows_of_the_patch_grid():
+  feats = jnp.arange(2 * 2 * 16 * 3, dtype=jnp.float32).reshape(2, 2, 16, 3)  # a 4 x 4 grid
+  pooled = diff_vqa.pool_tokens(feats, 2)
+  assert pooled.shape == (2, 2, 4, 3)
+  grid = np.asarray(feats).reshape(2, 2, 4, 4, 3)
+  np.testing.assert_allclose(pooled[:, :, 1], grid[:, :, 0:2, 2:4].mean(axis=(2, 3)))
+  np.testing.assert_allclose(pooled[:, :, 2], grid[:, :, 2:4, 0:2].mean(axis=(2, 3)))
+  with pytest.raises(ValueError, match="model.image_pool=3: the 16 image tokens"):
+    diff_vqa.pool_tokens(feats, 3)
+  # In the model: after ImageNorm, a quarter of the tokens per image, positions per pooled token.
+  images, text, mask_ar = _inputs()
+  res = 64  # a 4 x 4 patch grid
+  images = jax.image.resize(images, (3, 2, res, res, 1), "nearest")
+  model = _model(normalize_image=True, difference_tokens=True, image_positions=True,
+                 image_pool=2)
+  params = _perturb(model.init(jax.random.PRNGKey(1), images, text, mask_ar)["params"])
+  assert params["image_norm"]["mean"].shape == (16, 64)
+  assert params["image_pos"]["embedding"].shape == (4, 64)
+  tokens = model.apply({"params": params}, images, method="image_tokens")
+  assert tokens.shape == (3, 2 * 4, 64)
+  feats = model.apply({"params": params}, images, method="encode")
+  std = diff_vqa.pool_tokens((feats - params["image_norm"]["mean"])
+                             * params["image_norm"]["inv_std"], 2)
+  project = lambda x: model.apply({"params": params}, x, method=lambda m, y: m.projector(y))
+  np.testing.assert_allclose(
+      tokens[:, 4:], project(std[:, 1] + params["image_pos"]["embedding"]
+                             + params["temporal_embedding"][1]), rtol=1e-5, atol=1e-5)
+  prefix, prefix_len = jnp.array([[2, 7, 0], [2, 0, 0], [2, 5, 6]]), jnp.array([2, 1, 3])
+  kw = dict(max_decode_len=8, eos_id=-1)
+  np.testing.assert_array_equal(
+      _greedy(model, params, images, prefix, prefix_len, **kw),
+      _greedy(model, params, images, prefix, prefix_len, use_cache=False, **kw))
+
+
 def test_lm_starts_from_the_pretraining_decoder():
   lm_model = _model()
   cap = cappa.Model(preset="micro", decoder=dict(vocab_size=VOCAB, max_len=16))
