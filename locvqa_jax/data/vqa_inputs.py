@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 from typing import Any, Mapping, Optional, Sequence
 
 import grain.python as grain
@@ -106,11 +105,6 @@ def _vqa_entries(records: Sequence[Mapping[str, Any]],
 LEVEL_WORDS = ("moderately", "moderate", "acute", "mildly", "mild", "small", "severe",
                "moderate to large", "moderate to severe", "mild to moderate", "minimal", "subtle",
                "massive", "minimally", "increasing", "decreasing", "minor")
-_LEVEL_SENTENCE = re.compile(r"^the level of (?P<finding>.+?) has changed from (?P<levels>.+)$")
-_ADDED = re.compile(r"^the main image has (?:an additional finding|additional findings) of "
-                    r"(?P<list>.+) than the reference image$")
-_MISSING = re.compile(r"^the main image is missing the findings? of (?P<list>.+) than the "
-                      r"reference image$")
 
 
 def _is_level(text: str) -> bool:
@@ -138,6 +132,9 @@ def swap_difference_answer(answer: str) -> Optional[str]:
   the answer is outside that grammar or a level change cannot be split into two levels
   unambiguously (`mild to moderate to severe`), so such examples are simply not swapped.
   """
+  # The grammar's sentence patterns live with the finding parser; imported here so the input
+  # pipeline does not load the evaluation package (and its scorers) unless pairs are swapped.
+  from locvqa_jax.evaluation import findings  # pylint: disable=g-import-not-at-top
   text = " ".join(str(answer).split())
   if text == "nothing has changed.":
     return "nothing has changed."
@@ -145,9 +142,10 @@ def swap_difference_answer(answer: str) -> Optional[str]:
   for sentence in (s.strip() for s in text.split(".")):
     if not sentence:
       continue
-    level, plus, minus = (r.match(sentence) for r in (_LEVEL_SENTENCE, _ADDED, _MISSING))
-    if level:
-      parts = level.group("levels").split(" to ")
+    level, plus, minus = (r.match(sentence) for r in (findings.LEVEL_RE, findings.ADDED_RE,
+                                                      findings.MISSING_RE))
+    if level:  # Its greedy a/b split is one reading of "from A to B"; try every split.
+      parts = f"{level.group('a')} to {level.group('b')}".split(" to ")
       splits = [(" to ".join(parts[:i]), " to ".join(parts[i:])) for i in range(1, len(parts))]
       splits = [(a, b) for a, b in splits if _is_level(a) and _is_level(b)]
       if len(splits) != 1:

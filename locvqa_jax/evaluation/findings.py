@@ -69,11 +69,11 @@ FINDINGS = (
 _ALIASES = {"infection": "pneumonia"}
 _CANONICAL = {name: name for name in FINDINGS} | _ALIASES
 
-_LEVEL_RE = re.compile(r"^the level of (?P<finding>.+?) has changed from (?P<a>.+) to (?P<b>.+)$")
-_ADDED_RE = re.compile(
+LEVEL_RE = re.compile(r"^the level of (?P<finding>.+?) has changed from (?P<a>.+) to (?P<b>.+)$")
+ADDED_RE = re.compile(
     r"^the main image has (?:an additional finding|additional findings) of (?P<list>.+) "
     r"than the reference image$")
-_MISSING_RE = re.compile(
+MISSING_RE = re.compile(
     r"^the main image is missing the findings? of (?P<list>.+) than the reference image$")
 _NOTHING_RE = re.compile(r"^nothing has changed$")
 # List separators: `X1, X2, and Xn` (the generator's Oxford comma, even for two items), and the
@@ -117,7 +117,7 @@ def parse_difference(text: str) -> ParsedDifference:
     if _NOTHING_RE.match(sentence):
       nothing_changed = True
       continue
-    level = _LEVEL_RE.match(sentence)
+    level = LEVEL_RE.match(sentence)
     if level:
       finding = canonical_finding(level.group("finding"))
       if finding is None:
@@ -125,7 +125,7 @@ def parse_difference(text: str) -> ParsedDifference:
       else:
         items.add((finding, LEVEL_CHANGED))
       continue
-    for regex, direction in ((_ADDED_RE, ADDED), (_MISSING_RE, MISSING)):
+    for regex, direction in ((ADDED_RE, ADDED), (MISSING_RE, MISSING)):
       listed = regex.match(sentence)
       if listed:
         for entry in _LIST_SPLIT_RE.split(listed.group("list")):

@@ -141,6 +141,14 @@ def test_cached_decoding_equals_uncached(setup, blind):
                                   cached)
 
 
+def _assert_cached_decoding_equals_uncached(model, params, images):
+  prefix, prefix_len = jnp.array([[2, 7, 0], [2, 0, 0], [2, 5, 6]]), jnp.array([2, 1, 3])
+  kw = dict(max_decode_len=8, eos_id=-1)
+  np.testing.assert_array_equal(
+      _greedy(model, params, images, prefix, prefix_len, **kw),
+      _greedy(model, params, images, prefix, prefix_len, use_cache=False, **kw))
+
+
 def test_difference_tokens_and_image_positions():
   images, text, mask_ar = _inputs()
   model = _model(normalize_image=True, difference_tokens=True, image_positions=True)
@@ -160,12 +168,7 @@ def test_difference_tokens_and_image_positions():
                              rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(tokens[:, n:], project(std[:, 1] + pos + temporal[1]),
                              rtol=1e-5, atol=1e-5)
-  # Cached decoding still equals uncached.
-  prefix, prefix_len = jnp.array([[2, 7, 0], [2, 0, 0], [2, 5, 6]]), jnp.array([2, 1, 3])
-  kw = dict(max_decode_len=8, eos_id=-1)
-  np.testing.assert_array_equal(
-      _greedy(model, params, images, prefix, prefix_len, **kw),
-      _greedy(model, params, images, prefix, prefix_len, use_cache=False, **kw))
+  _assert_cached_decoding_equals_uncached(model, params, images)
 
 
 def test_image_pool_averages_windows_of_the_patch_grid():
@@ -195,11 +198,7 @@ def test_image_pool_averages_windows_of_the_patch_grid():
   np.testing.assert_allclose(
       tokens[:, 4:], project(std[:, 1] + params["image_pos"]["embedding"]
                              + params["temporal_embedding"][1]), rtol=1e-5, atol=1e-5)
-  prefix, prefix_len = jnp.array([[2, 7, 0], [2, 0, 0], [2, 5, 6]]), jnp.array([2, 1, 3])
-  kw = dict(max_decode_len=8, eos_id=-1)
-  np.testing.assert_array_equal(
-      _greedy(model, params, images, prefix, prefix_len, **kw),
-      _greedy(model, params, images, prefix, prefix_len, use_cache=False, **kw))
+  _assert_cached_decoding_equals_uncached(model, params, images)
 
 
 def test_lm_starts_from_the_pretraining_decoder():
