@@ -1,13 +1,15 @@
 """Scores VQA predictions under the EKAID protocol plus BERTScore and finding-level metrics.
 
   python -m locvqa_jax.evaluate --predictions FILE.jsonl [--out DIR] [--data_dir D] \
-      [--bertscore_model PATH | --no_bertscore] [--bertscore_layer K]
+      [--bertscore_model PATH | --no_bertscore] [--bertscore_layer K] [--compare OTHER.jsonl]
 
 reads one JSON object per line with at least `question_type`, `question`, `reference` and
 `prediction` (`id` optional), writes DIR/metrics.json (DIR defaults to the file's folder) and
 prints the tables. Difference records with `grounding` boxes (locvqa_jax/evaluation/
 grounding.py) are scored for grounding; entries without `truth` get it from the built
-chest_imagenome in --data_dir.
+chest_imagenome in --data_dir. --compare OTHER.jsonl (the same questions answered by another
+method) adds this file's margins over it, each with a 95 % paired-bootstrap interval
+(locvqa_jax/evaluation/bootstrap.py), printed and written to DIR/margins.json.
 
   python -m locvqa_jax.evaluate --workdir W [--split test] [--step N] [--blind_workdir W2] \
       [--beam_size K --length_penalty A --no_repeat_ngram_size N] \
@@ -17,7 +19,8 @@ chest_imagenome in --data_dir.
 decodes every question of the split with a trained difference-VQA run (the checkpoint kept as
 best on validation unless --step or --checkpoint latest), writes W/eval/<split>_<step>/
 predictions.jsonl and metrics.json, and prints the model beside the blind run and the most
-frequent training answer (locvqa_jax/vqa_evaluate.py). --grounding also locates each finding
+frequent training answer (locvqa_jax/vqa_evaluate.py), and with a blind run the model's
+margins over it with their bootstrap intervals (margins_blind.json). --grounding also locates each finding
 a predicted difference answer names with the pretraining decoder's CAREF and scores the boxes
 against Chest ImaGenome's (locvqa_jax/vqa_grounding.py). Any method's outputs, another paper's
 released predictions included, are scored exactly like this project's own. The library entry
@@ -35,6 +38,7 @@ import sys
 from typing import Optional, Sequence
 
 from locvqa_jax.evaluation import bertscore
+from locvqa_jax.evaluation import bootstrap
 from locvqa_jax.evaluation import nlg
 from locvqa_jax.evaluation.records import Prediction, PredictionsFormatError, read_jsonl
 from locvqa_jax.evaluation.report import format_metrics
@@ -86,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "pretraining run's validation)")
   boxes.add_argument("--free_boxes", dest="constrain_boxes", action="store_const", const=False,
                      help="CAREF decodes freely; outputs that are not a box score 0")
+  compare = parser.add_argument_group("with --predictions")
+  compare.add_argument(
+      "--compare", type=pathlib.Path, metavar="OTHER.jsonl",
+      help="another method's predictions for the same questions: print and write (margins.json) "
+           "this file's margins over it with 95 %% paired-bootstrap intervals")
+  compare.add_argument("--resamples", type=int, default=2000,
+                       help="bootstrap resamples for --compare (default 2000)")
   parser.add_argument(
       "--data_dir", metavar="D",
       help="a data_dir holding the built chest_imagenome, where the true boxes of grounding "
@@ -138,14 +149,33 @@ def with_truth(predictions: Sequence[Prediction], data_dir: Optional[str],
 
 def _score_file(args: argparse.Namespace) -> int:
   predictions = with_truth(read_jsonl(args.predictions), args.data_dir, not args.no_progress)
+  other = read_jsonl(args.compare) if args.compare else None
+  if other is not None:
+    bootstrap.align(predictions, other)  # Fails before any scoring when the sets do not pair.
   metrics = score_predictions(
       predictions, no_bertscore=args.no_bertscore, bertscore_model=args.bertscore_model,
       bertscore_layer=args.bertscore_layer, progress=not args.no_progress)
   metrics = {"predictions_file": str(args.predictions.resolve()), **metrics}
-  path = write_metrics(metrics, args.out or args.predictions.resolve().parent)
+  out_dir = args.out or args.predictions.resolve().parent
+  path = write_metrics(metrics, out_dir)
   print(format_metrics(metrics))
   print(f"\nWrote {path}")
+  if args.compare:
+    margins = bootstrap.paired_margins(predictions, other,
+                                       resamples=args.resamples)
+    margins_path = out_dir / "margins.json"
+    margins_path.write_text(json.dumps(
+        {"a": str(args.predictions.resolve()), "b": str(args.compare.resolve()), **margins},
+        indent=2) + "\n", encoding="utf-8")
+    print("\n" + _margins_title(f"{args.predictions.name} minus {args.compare.name}", margins))
+    print(bootstrap.format_margins(margins, a="A", b="B"))
+    print(f"\nWrote {margins_path}")
   return 0
+
+
+def _margins_title(what: str, margins: dict) -> str:
+  resamples = next(iter(margins.values()))["resamples"] if margins else 0
+  return f"{what} (95 % paired bootstrap over the questions, {resamples} resamples):"
 
 
 def _score_workdir(args: argparse.Namespace) -> int:
@@ -166,6 +196,9 @@ def _score_workdir(args: argparse.Namespace) -> int:
   print(format_metrics(result["columns"]["model"]))
   print(f"\nModel and baselines on {args.split}:")
   print(vqa_evaluate.comparison_table(result["columns"]))
+  if result["margins_blind"]:
+    print("\n" + _margins_title(f"Model minus blind run on {args.split}", result["margins_blind"]))
+    print(bootstrap.format_margins(result["margins_blind"]))
   print(f"\nWrote {result['out_dir']}/predictions.jsonl and metrics*.json")
   return 0
 
@@ -175,6 +208,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if args.no_bertscore and (args.bertscore_model or args.bertscore_layer is not None):
     print("error: --no_bertscore cannot be combined with --bertscore_model/--bertscore_layer",
           file=sys.stderr)
+    return 2
+  if args.workdir and args.compare:
+    print("error: --compare goes with --predictions (with --workdir, --blind_workdir gives the "
+          "model's margins over the blind run)", file=sys.stderr)
     return 2
   if not args.workdir and (args.grounding or args.pretrain_workdir):
     print("error: --grounding and --pretrain_workdir go with --workdir (a file's boxes are "

@@ -13,6 +13,8 @@ and metrics.json (`score_predictions`), then scores two baselines by the same fu
                  without image tokens), decoded the same way.
 
 and prints one table with the three side by side (metrics_<baseline>.json beside metrics.json).
+With a blind run, the model's margins over it come with 95 % paired-bootstrap intervals
+(evaluation/bootstrap.py; margins_blind.json).
 With `grounding` (evaluate --grounding) the model's difference predictions also get CAREF
 boxes for the findings they name and their true boxes (locvqa_jax/vqa_grounding.py), scored by
 the `grounding` metric group beside the mean-box baseline.
@@ -177,6 +179,7 @@ def evaluate_workdir(workdir: str, *, split: str = "test", step: Optional[int] =
   With `grounding` (keyword arguments of vqa_grounding.ground_split, {} for its defaults), the
   model's difference predictions also get CAREF boxes and true boxes (`_ground`).
   """
+  from locvqa_jax.evaluation import bootstrap  # pylint: disable=g-import-not-at-top
   from locvqa_jax.evaluation.scoring import score_predictions  # pylint: disable=g-import-not-at-top
   score_kwargs = dict(score_kwargs or {}, progress=progress)
   records = records or {}
@@ -194,6 +197,7 @@ def evaluate_workdir(workdir: str, *, split: str = "test", step: Optional[int] =
                                                  dict(grounding, progress=progress))
   write_jsonl(os.path.join(out_dir, "predictions.jsonl"), preds)
   columns = {"model": score_predictions(preds, **score_kwargs)}
+  margins = None  # The model minus the blind run, with bootstrap intervals.
   _write_json(os.path.join(out_dir, "metrics.json"), dict(settings, **columns["model"]))
   if blind_workdir:
     blind = Run(blind_workdir, None, checkpoint)
@@ -203,13 +207,15 @@ def evaluate_workdir(workdir: str, *, split: str = "test", step: Optional[int] =
     blind_preds = predict_split(blind, split, records=records.get(split), **kw)
     write_jsonl(os.path.join(out_dir, "predictions_blind.jsonl"), blind_preds)
     columns["blind"] = score_predictions(blind_preds, **score_kwargs)
+    margins = bootstrap.paired_margins(preds, blind_preds)
+    _write_json(os.path.join(out_dir, "margins_blind.json"), margins)
   train_records = records.get("train") or vqa_source.open_records(run.config, "train")
   columns["most frequent"] = score_predictions(most_frequent_baseline(preds, train_records),
                                                **score_kwargs)
   for name, metrics in columns.items():
     if name != "model":
       _write_json(os.path.join(out_dir, f"metrics_{name.replace(' ', '_')}.json"), metrics)
-  return {"out_dir": out_dir, "columns": columns}
+  return {"out_dir": out_dir, "columns": columns, "margins_blind": margins}
 
 
 def _ground(run: Run, split: str, preds: list[dict[str, Any]], split_records: Optional[Any],

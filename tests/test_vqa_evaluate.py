@@ -49,6 +49,12 @@ def test_predictions_metrics_and_baselines(runs):
   assert set(result["columns"]) == {"model", "blind", "most frequent"}
   assert os.path.exists(os.path.join(out, "metrics_blind.json"))
   assert os.path.exists(os.path.join(out, "metrics_most_frequent.json"))
+  with open(os.path.join(out, "margins_blind.json")) as f:
+    margins = json.load(f)
+  assert margins == result["margins_blind"]
+  assert {"cider", "finding_f1", "closed_accuracy"} <= set(margins)
+  assert margins["finding_f1"]["low"] <= margins["finding_f1"]["margin"] <= margins[
+      "finding_f1"]["high"]
   table = vqa_evaluate.comparison_table(result["columns"])
   assert "finding F1" in table and "closed accuracy" in table and "blind" in table
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the synthetic default, on a fresh machine (about 15 minutes on 2 CPU cores):
+# The main job on the synthetic default, on a fresh machine (15 to 25 minutes on 2 CPU cores):
 # install, generate synthetic raw data, build the three datasets, train the tokenizer, pretrain
 # the location-aware encoder, fine-tune difference VQA on it, evaluate and print the metrics.
 #

@@ -157,6 +157,22 @@ def _meteor(gts: dict[int, list[str]], res: dict[int, list[str]], progress: bool
     raise RuntimeError(f"METEOR returned {line!r} instead of a score; stderr: {err}") from None
 
 
+def cider_per_answer(references: Sequence[str], predictions: Sequence[str]) -> list[float]:
+  """CIDEr-D of each prediction, as `score_nlg` computes it (PTB tokens, IDF of all references).
+
+  The mean of the returned list is `score_nlg`'s corpus CIDEr; the IDF stays that of the whole
+  set, so per-answer values can be resampled (evaluation/bootstrap.py) without re-scoring.
+  """
+  if len(references) != len(predictions) or not references:
+    raise ValueError(f"cider_per_answer: {len(references)} references and {len(predictions)} "
+                     "predictions (need the same number, at least one)")
+  n = len(references)
+  tokens = ptb_tokenize(list(references) + list(predictions))
+  _, scores = Cider().compute_score({i: [tokens[i]] for i in range(n)},
+                                    {i: [tokens[n + i]] for i in range(n)})
+  return [float(s) for s in scores]
+
+
 def score_nlg(references: Sequence[str], predictions: Sequence[str],
               progress: bool = False) -> dict:
   """BLEU-1..4, METEOR, ROUGE-L and CIDEr of predictions against one reference each.
