@@ -5,6 +5,9 @@ r"""Training-step benchmark: compile time, step time, examples/s and FLOPs utili
 
 Builds the trainer of the config (model, optimizer, mesh, shardings; `train.build_trainer`) and
 feeds random batches with the config's shapes (image res, text_len), so no dataset is needed.
+Both stages' configs work: a difference-VQA config (configs/diff_vqa.py; `encoder_init` empty
+gives a random encoder of its variant) gets pixel pairs [B, 2, R, R, C], so its frozen encoder
+runs inside the step as it does without a features cache.
 Prints one table row:
 
   compile s     lowering + XLA compilation of the update step

@@ -43,7 +43,11 @@ def _env(devices: int) -> dict[str, str]:
 
 
 def random_batch(config, global_batch: int, vocab_size: int):
-  """A fixed CONTRACTS D batch with the config's shapes (same on every process)."""
+  """A fixed CONTRACTS D batch with the config's shapes (same on every process).
+
+  For a difference-VQA config the images are pixel pairs [B, 2, R, R, C] (the encoder runs in
+  the step, as without a features cache).
+  """
   import numpy as np
   rng = np.random.default_rng(1234)
   res, length = int(config.input.res.lstrip("r")), int(config.input.text_len)
@@ -51,7 +55,10 @@ def random_batch(config, global_batch: int, vocab_size: int):
   text[:, 0], text[:, -1] = 2, 1
   mask_ar = np.zeros_like(text)
   mask_ar[:, 3:] = 1
-  return {"image": rng.uniform(-1, 1, (global_batch, res, res, 1)).astype(np.float32),
+  image_shape = (global_batch, res, res, 1)
+  if config.get("model_name") == "diff_vqa":  # Reference and main image of each question.
+    image_shape = (global_batch, 2, res, res, int(config.model.encoder.get("channels", 1)))
+  return {"image": rng.uniform(-1, 1, image_shape).astype(np.float32),
           "text": text, "mask_ar": mask_ar, "mask_loss": mask_ar.copy(),
           "task_id": rng.integers(0, config.loss.num_tasks, global_batch).astype(np.int32),
           "box": rng.uniform(0, 1, (global_batch, 4)).astype(np.float32),
