@@ -43,7 +43,8 @@ def align(a: Sequence[Prediction], b: Sequence[Prediction]) -> list[Prediction]:
   by_id = (None not in ids_a and None not in ids_b and len(set(map(str, ids_a))) == len(a)
            and len(set(map(str, ids_b))) == len(b))
   if len(a) != len(b):
-    raise PredictionsFormatError(f"cannot pair the two prediction sets: {len(a)} against {len(b)} records")
+    raise PredictionsFormatError(
+        f"cannot pair the two prediction sets: {len(a)} against {len(b)} records")
   if by_id:
     index = {str(p.id): p for p in b}
     missing = [i for i in ids_a if str(i) not in index]
