@@ -22,8 +22,8 @@ predictions.jsonl and metrics.json, and prints the model beside the blind run an
 frequent training answer (locvqa_jax/vqa_evaluate.py), and with a blind run the model's
 margins over it with their bootstrap intervals (margins_blind.json). --grounding also locates
 each finding a predicted difference answer names with the pretraining decoder's CAREF and scores
-the boxes against Chest ImaGenome's (locvqa_jax/vqa_grounding.py). Any method's outputs, another paper's
-released predictions included, are scored exactly like this project's own. The library entry
+the boxes against Chest ImaGenome's (locvqa_jax/vqa_grounding.py). Any method's outputs, another
+paper's released predictions included, are scored exactly like this project's own. The library entry
 point is `score_predictions(records) -> dict`.
 """
 

@@ -68,18 +68,22 @@ def _f1(counts: np.ndarray) -> np.ndarray:
   return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
 
 
-def _item_counts(references: Sequence[str], predictions: Sequence[str]) -> np.ndarray:
-  out = np.zeros((len(references), 3))
-  for k, (r, p) in enumerate(zip(references, predictions)):
-    ref, pred = findings.parse_difference(r).items, findings.parse_difference(p).items
-    out[k] = (len(ref & pred), len(pred - ref), len(ref - pred))
-  return out
+def _item_counts(references: Sequence[findings.ParsedDifference],
+                 predicted: Sequence[frozenset]) -> np.ndarray:
+  """[N, 3] (tp, fp, fn) item counts per answer."""
+  return np.asarray([(len(r.items & p), len(p - r.items), len(r.items - p))
+                     for r, p in zip(references, predicted)], float).reshape(-1, 3)
 
 
 def _interval(full: float, resampled: np.ndarray, n: int, resamples: int) -> dict[str, Any]:
   low, high = np.percentile(resampled, [2.5, 97.5])
   return {"margin": float(full), "low": float(low), "high": float(high), "n": n,
           "resamples": resamples}
+
+
+def _mean_interval(per_item: np.ndarray, draws: np.ndarray) -> dict[str, Any]:
+  """_interval of a margin that is the mean of per-item differences ([N]; draws [R, N])."""
+  return _interval(per_item.mean(), per_item[draws].mean(axis=1), len(per_item), len(draws))
 
 
 def paired_margins(a: Iterable[Union[Prediction, Mapping[str, Any]]],
@@ -109,38 +113,34 @@ def paired_margins(a: Iterable[Union[Prediction, Mapping[str, Any]]],
   out: dict[str, dict[str, Any]] = {}
   diff = [k for k, p in enumerate(a) if p.question_type == _DIFFERENCE]
   refs = [a[k].reference for k in diff]
+  parsed_refs = [findings.parse_difference(r) for r in refs]
+  items_a, items_b = ([findings.parse_difference(preds[k].prediction).items for k in diff]
+                      for preds in (a, b))
   if diff:
     draws = rng.integers(0, len(diff), size=(resamples, len(diff)))
     if "cider" in metrics:
       per_pair = (np.asarray(nlg.cider_per_answer(refs, [a[k].prediction for k in diff]))
                   - np.asarray(nlg.cider_per_answer(refs, [b[k].prediction for k in diff])))
-      out["cider"] = _interval(per_pair.mean(), per_pair[draws].mean(axis=1), len(diff),
-                               resamples)
+      out["cider"] = _mean_interval(per_pair, draws)
     if "finding_f1" in metrics:
-      ca = _item_counts(refs, [a[k].prediction for k in diff])
-      cb = _item_counts(refs, [b[k].prediction for k in diff])
+      ca, cb = _item_counts(parsed_refs, items_a), _item_counts(parsed_refs, items_b)
       full = _f1(ca.sum(0)) - _f1(cb.sum(0))
       out["finding_f1"] = _interval(full, _f1(ca[draws].sum(1)) - _f1(cb[draws].sum(1)),
                                     len(diff), resamples)
-  nothing = [k for k in diff if findings.parse_difference(a[k].reference).nothing_changed
-             and not findings.parse_difference(a[k].reference).items]
+  # Indices into `diff` of the pairs whose reference says nothing has changed.
+  nothing = [i for i, r in enumerate(parsed_refs) if r.nothing_changed and not r.items]
   if nothing and "false_change_rate" in metrics:
-    changed = lambda preds: np.asarray(
-        [bool(findings.parse_difference(preds[k].prediction).items) for k in nothing], float)
-    per_pair = changed(a) - changed(b)
-    draws = rng.integers(0, len(nothing), size=(resamples, len(nothing)))
-    out["false_change_rate"] = _interval(per_pair.mean(), per_pair[draws].mean(axis=1),
-                                         len(nothing), resamples)
+    per_pair = np.asarray([bool(items_a[i]) - bool(items_b[i]) for i in nothing], float)
+    out["false_change_rate"] = _mean_interval(
+        per_pair, rng.integers(0, len(nothing), size=(resamples, len(nothing))))
   closed = [k for k, p in enumerate(a) if accuracy.is_exact_match_question(p.question)
             and accuracy.normalize_answer(p.reference) in accuracy.CLOSED_ANSWERS]
   if closed and "closed_accuracy" in metrics:
     right = lambda preds: np.asarray(
         [accuracy.normalize_answer(preds[k].prediction)
          == accuracy.normalize_answer(preds[k].reference) for k in closed], float)
-    per_question = right(a) - right(b)
-    draws = rng.integers(0, len(closed), size=(resamples, len(closed)))
-    out["closed_accuracy"] = _interval(per_question.mean(), per_question[draws].mean(axis=1),
-                                       len(closed), resamples)
+    out["closed_accuracy"] = _mean_interval(
+        right(a) - right(b), rng.integers(0, len(closed), size=(resamples, len(closed))))
   return out
 
 
