@@ -52,6 +52,8 @@ class PatientTask:
   imagenome_split: str
   gold: bool
   keep_preview: bool = False
+  # (RenderKnobs field, value) pairs that replace the preset's values.
+  knob_overrides: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclasses.dataclass
@@ -104,7 +106,7 @@ def generate_patient(task: PatientTask) -> PatientResult:
   """Samples, renders and writes one patient; returns its table rows."""
   from locvqa_jax.data.synthetic import render  # pylint: disable=g-import-not-at-top
   preset = presets.get_preset(task.preset)
-  knobs = preset.render_knobs()
+  knobs = dataclasses.replace(preset.render_knobs(), **dict(task.knob_overrides))
   rngs = patient_rngs(task.seed, task.index)
   patient = timeline.sample_patient(rngs["timeline"], preset.timeline, task.index,
                                     task.subject_id, task.study_ids)

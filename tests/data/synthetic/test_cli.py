@@ -67,9 +67,9 @@ def _sample_acquisition(rng, knobs, view, image_size):
 
 
 def _render(anatomy, acquisition, findings, devices, rng, knobs):
-  del devices, knobs
+  del devices
   rows, cols = acquisition.rows, acquisition.cols
-  image = rng.integers(0, 40, size=(rows, cols)).astype(np.uint8)
+  image = (rng.integers(0, 40, size=(rows, cols)) * knobs.contrast).astype(np.uint8)
   boxes = {}
   if acquisition.view != "LATERAL":
     for k, name in enumerate(BBOX_NAMES):
@@ -417,6 +417,34 @@ def test_medical_diff_vqa_files(tmp_path):
       assert entity["location"] is None or set(entity["location"]) <= set(LOCATION_WORDS)
       assert entity["level"] is None or set(entity["level"]) <= set(LEVEL_WORDS)
       assert entity["type"] is None or set(entity["type"]) <= set(TYPE_WORDS)
+
+
+def test_knob_overrides_reach_the_renderer(tmp_path, capsys):
+  default = _tree_digest(_generate(tmp_path / "default"))
+  changed = _tree_digest(_generate(tmp_path / "changed", "--knob", "contrast=3"))
+  assert "(easy, contrast=3.0," in capsys.readouterr().out
+  assert changed != default
+  assert changed == _tree_digest(_generate(tmp_path / "again", "--knob", "contrast=3"))
+  with pytest.raises(SystemExit):
+    _generate(tmp_path / "typo", "--knob", "contrst=3")
+  assert "did you mean 'contrast'?" in capsys.readouterr().err
+  assert not (tmp_path / "typo").exists()
+
+
+def test_parse_knobs_against_the_renderer_settings():
+  from locvqa_jax.data.synthetic.knobs import RENDER_PRESETS
+  base = RENDER_PRESETS["easy"]
+  assert cli.parse_knobs(["shift_frac=0.08", "ap_heart_magnification=1.1,1.3"], base) == (
+      ("ap_heart_magnification", (1.1, 1.3)), ("shift_frac", 0.08))
+  assert cli.parse_knobs([], base) == ()
+  for item, message in (("shift_frac", "expected NAME=VALUE"),
+                        ("shift=0.1", "did you mean 'shift_frac'"),
+                        ("shift_frac=wide", "'wide' is not a number"),
+                        ("ap_heart_magnification=1.1", "takes 2 comma-separated numbers"),
+                        ("shift_frac=-0.1", "must be a non-negative number"),
+                        ("equalize=2", r"must lie in \[0, 1\]")):
+    with pytest.raises(ValueError, match=message):
+      cli.parse_knobs([item], base)
 
 
 def test_help_runs_as_a_module():
