@@ -70,14 +70,14 @@ def table(s: dict[str, float]) -> str:
   lines = [f"training loss {s['first_train_loss']:.3f} -> {s['last_train_loss']:.3f}"
            + (f", wall {s['wall_s']:.0f} s" if "wall_s" in s else ""),
            f"{'task':<6} {'val loss':>8} {'IoU':>6} {'acc@.5':>6} {'base IoU':>8} "
-           f"{'base acc':>8} {'parsed':>6}"]
+           f"{'base acc':>8} {'parsed':>6} {'track':>6}"]
   for t in ("cap", "aref", "gcap", "caref"):
     if f"loss_{t}" not in s:
       continue
     f = lambda k: f"{s[k]:.3f}" if k in s else "-"
     lines.append(f"{t:<6} {s[f'loss_{t}']:>8.3f} {f(f'{t}_iou'):>6} {f(f'{t}_acc50'):>6} "
                  f"{f(f'{t}_baseline_iou'):>8} {f(f'{t}_baseline_acc50'):>8} "
-                 f"{f(f'{t}_parsed'):>6}")
+                 f"{f(f'{t}_parsed'):>6} {f(f'{t}_tracking'):>6}")
   return "\n".join(lines)
 
 

@@ -21,6 +21,10 @@ Metrics (DESIGN.md):
   aref_parsed, caref_parsed  share of rows whose 4 box tokens are location tokens without
                          the constraint (AREF: the free argmax; CAREF: the decode, so 1.0 when
                          constrain_boxes is on).
+  aref_tracking, caref_tracking   whether the boxes follow the image rather than the region's
+                         prior (`tracking`): the correlation between how far each predicted
+                         coordinate lies from the region's mean box and how far the truth does.
+                         About 0 for a model that recites a box per region, 1 for a perfect one.
   <task>_named_iou, <task>_named_baseline_iou, <task>_named_share   the same on the rows whose
                          phrase is the region name itself. On the other rows (finding
                          sentences such as "No pneumothorax.", often linked to several regions)
@@ -63,6 +67,22 @@ def text_scores(refs: list[str], hyps: list[str]) -> dict[str, float]:
   bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
   cider, _ = Cider().compute_score(gts, res)
   return {"bleu4": float(bleu[3]), "cider": float(cider)}
+
+
+def tracking(pred: np.ndarray, truth: np.ndarray, base: np.ndarray) -> float:
+  """Pearson correlation of (pred - base) with (truth - base), pooled over the 4 coordinates.
+
+  Args:
+    pred, truth, base: [N, 4] boxes; base is each row's region mean box.
+
+  Returns:
+    The correlation, or NaN with fewer than 2 rows or a constant deviation (e.g. a model that
+    returns exactly the mean box).
+  """
+  a, b = (np.asarray(pred) - base).ravel(), (np.asarray(truth) - base).ravel()
+  if a.size < 2 or a.std() == 0 or b.std() == 0:
+    return float("nan")
+  return float(np.corrcoef(a, b)[0, 1])
 
 
 class Evaluator:
@@ -233,6 +253,9 @@ class Evaluator:
                       f"{name}_baseline_acc50": (base_iou >= 0.5).mean(),
                       f"{name}_parsed": np.mean(parsed[name]),
                       f"{name}_named_share": np.mean(named[name])})
+      track = tracking(np.stack(pred), np.stack(truth), np.stack(base))
+      if not np.isnan(track):
+        metrics[f"{name}_tracking"] = track
       if any(named[name]):
         m = np.asarray(named[name])
         metrics.update({f"{name}_named_iou": iou[m].mean(),

@@ -19,6 +19,20 @@ def test_box_iou():
   np.testing.assert_allclose(pretrain.box_iou(a, b), [1.0, 0.25, 0.25 / 1.75, 0.0], rtol=1e-6)
 
 
+def test_tracking_separates_image_from_region_prior():
+  rng = np.random.default_rng(0)
+  base = rng.uniform(0.2, 0.4, (50, 4))
+  truth = base + rng.normal(0, 0.05, (50, 4))
+  assert pretrain.tracking(truth, truth, base) == pytest.approx(1.0)
+  # Reciting a box per region (the mean itself, or a fixed offset of it) does not track.
+  assert np.isnan(pretrain.tracking(base, truth, base))
+  shifted = base + 0.01 * np.arange(4)
+  assert abs(pretrain.tracking(shifted + rng.normal(0, 1e-3, (50, 4)), truth, base)) < 0.3
+  half = base + 0.5 * (truth - base) + rng.normal(0, 0.01, (50, 4))
+  assert 0.8 < pretrain.tracking(half, truth, base) < 1.0
+  assert np.isnan(pretrain.tracking(truth[:0], truth[:0], base[:0]))
+
+
 def test_text_scores_perfect_and_case_insensitive():
   refs = ["Small left effusion", "no pneumothorax is seen", "heart size normal"]
   out = pretrain.text_scores(refs, [r.upper() for r in refs])
