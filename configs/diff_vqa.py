@@ -15,10 +15,10 @@ small language model (1500 steps, 6 to 10 minutes on 2 CPU cores):
 
 What it reaches (measured on the quick start's data, 1000 synthetic patients at r128, encoder of
 its 500-step pretraining, with diff_tokens,image_pos; README and docs/diff_vqa.md): on the test
-split the model beats the blind run on closed questions by 10 points (0.90 vs 0.80), on
-difference finding F1 by 0.21 (0.23 vs 0.02) and on difference CIDEr by 0.71 (4.30 vs 3.60,
-95 % bootstrap interval of the margin [0.40, 1.02]), at a false-change rate of 0.03. Seeds 1
-and 2 give F1 margins of 0.10 and 0.17 and CIDEr margins of 0.46 and 0.52.
+split the model beats the blind run on closed questions by 9 points (0.89 vs 0.80), on
+difference finding F1 by 0.18 (0.20 vs 0.02) and on difference CIDEr by 0.59 (4.19 vs 3.60,
+95 % bootstrap interval of the margin [0.30, 0.89]), at a false-change rate of 0.03. Seeds 1
+and 2 give F1 margins of 0.15 and 0.11 and CIDEr margins of 0.46 and 0.16.
 
 Arguments (`:name=value,...`; a bare name means true):
   encoder_init     a pretraining workdir ('W' = latest step, 'W:1000'), a big_vision / SigLIP
