@@ -243,17 +243,17 @@ class Evaluator:
                if loss_n[i]}
     if loss_n.sum():
       metrics["loss"] = float(loss_sum.sum() / loss_n.sum())
-    for name, (pred, truth, base) in box_rows.items():
-      if not truth:
+    for name, rows in box_rows.items():
+      if not rows[1]:
         continue
-      iou, base_iou = box_iou(np.stack(pred), np.stack(truth)), box_iou(np.stack(base),
-                                                                        np.stack(truth))
+      pred, truth, base = (np.stack(r) for r in rows)
+      iou, base_iou = box_iou(pred, truth), box_iou(base, truth)
       metrics.update({f"{name}_iou": iou.mean(), f"{name}_acc50": (iou >= 0.5).mean(),
                       f"{name}_baseline_iou": base_iou.mean(),
                       f"{name}_baseline_acc50": (base_iou >= 0.5).mean(),
                       f"{name}_parsed": np.mean(parsed[name]),
                       f"{name}_named_share": np.mean(named[name])})
-      track = tracking(np.stack(pred), np.stack(truth), np.stack(base))
+      track = tracking(pred, truth, base)
       if not np.isnan(track):
         metrics[f"{name}_tracking"] = track
       if any(named[name]):

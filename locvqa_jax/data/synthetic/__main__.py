@@ -59,10 +59,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.error(f"--workers must be at least 1, got {args.workers}")
   if not 64 <= args.image_size <= 4096:
     parser.error(f"--image-size must be in [64, 4096] pixels, got {args.image_size}")
-  try:
-    args.knob_overrides = parse_knobs(args.knob, presets.get_preset(args.preset).render_knobs())
-  except ValueError as e:
-    parser.error(str(e))
+  args.knob_overrides = ()
+  if args.knob:  # The renderer's settings are only loaded when there is something to check.
+    try:
+      args.knob_overrides = parse_knobs(args.knob,
+                                        presets.get_preset(args.preset).render_knobs())
+    except ValueError as e:
+      parser.error(str(e))
   return args
 
 
