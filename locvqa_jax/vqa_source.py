@@ -122,7 +122,8 @@ def loader(config: Any, tok: Any, *, split: str, global_batch_size: int, train: 
   return pipeline.make_loader(index, ops, global_batch_size=global_batch_size, train=train,
                               seed=seed, worker_count=cfg.worker_count,
                               worker_buffer_size=cfg.worker_buffer_size,
-                              shard_options=shard_options)
+                              shard_options=shard_options,
+                              read_threads=int(cfg.get("read_threads", 16)))
 
 
 def trim_text(batch: dict[str, np.ndarray], bucket: int) -> dict[str, np.ndarray]:

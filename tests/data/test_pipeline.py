@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from locvqa_jax import tokenizer as tokenizer_lib
+from locvqa_jax import vqa_source
 from locvqa_jax.data import pipeline
 from locvqa_jax.data import tasks
 from locvqa_jax.data import vqa_inputs
@@ -291,6 +292,28 @@ def test_question_type_repeats_multiply_training_rows_only():
     vqa_inputs.repeat_question_types(index, {"diff": 2})
   with pytest.raises(ValueError, match="expected an integer >= 1"):
     vqa_inputs.repeat_question_types(index, {"difference": 0})
+
+
+def test_vqa_batches_do_not_depend_on_read_threads(tok):
+  spec = importlib.util.spec_from_file_location(
+      "diff_vqa_config", os.path.join(os.path.dirname(__file__), "..", "..", "configs",
+                                      "diff_vqa.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("blind")
+  assert config.input.read_threads == 0  # cheap examples: no read-ahead threads
+  config.input.swap_pairs = 0.5  # per-record random choices must not depend on threads either
+  records = vqa_records(6)
+
+  def batches(threads):
+    config.input.read_threads = threads
+    return _take(vqa_source.loader(config, tok, split="train", global_batch_size=4, train=True,
+                                   records=records), 5)
+
+  _assert_equal_batches(batches(0), batches(16))
+  config.input.read_threads = -1
+  with pytest.raises(ValueError, match="read_threads=-1"):
+    batches(-1)
 
 
 def test_bad_config_errors(tok, cfg):
