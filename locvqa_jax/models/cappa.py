@@ -270,7 +270,8 @@ class EncoderDecoder(nn.Module):
     return logits[:, 0], cache
 
 
-def _check_keys(part: str, kwargs: Mapping[str, Any], module_cls: type) -> None:
+def check_keys(part: str, kwargs: Mapping[str, Any], module_cls: type) -> None:
+  """Every key of a model.<part> config dict is a field of module_cls, or a 'did you mean'."""
   fields = {f.name for f in dataclasses.fields(module_cls)} - {"parent", "name"}
   for key in kwargs:
     if key not in fields:
@@ -293,8 +294,8 @@ def Model(*, preset: Optional[str] = None, encoder: Optional[Mapping[str, Any]] 
   base = copy.deepcopy(PRESETS[preset]) if preset else dict(encoder={}, decoder={})
   enc = {**base["encoder"], **dict(encoder or {})}
   dec = {**base["decoder"], **dict(decoder or {})}
-  _check_keys("encoder", enc, vit.Model)
-  _check_keys("decoder", dec, Decoder)
+  check_keys("encoder", enc, vit.Model)
+  check_keys("decoder", dec, Decoder)
   if "vocab_size" not in dec:
     raise ValueError("cappa.Model needs decoder.vocab_size (the tokenizer's vocab_size).")
   return EncoderDecoder(encoder_kw=_freeze(enc), decoder_kw=_freeze(dec))

@@ -34,8 +34,6 @@ the image tokens are removed altogether (the blind baseline: same language model
 from __future__ import annotations
 
 import copy
-import dataclasses
-import difflib
 import math
 import re
 from typing import Any, Mapping, Optional
@@ -342,15 +340,6 @@ def pool_tokens(feats: jax.Array, window: int) -> jax.Array:
   return grid.mean(axis=(3, 5)).reshape(b, two, -1, d)
 
 
-def _check_keys(part: str, kwargs: Mapping[str, Any], module_cls: type) -> None:
-  fields = {f.name for f in dataclasses.fields(module_cls)} - {"parent", "name"}
-  for key in kwargs:
-    if key not in fields:
-      close = difflib.get_close_matches(key, sorted(fields), n=1)
-      hint = f"; did you mean {close[0]!r}?" if close else f"; known: {sorted(fields)}"
-      raise ValueError(f"Unknown model.{part} key {key!r}{hint}")
-
-
 def Model(*, encoder: Optional[Mapping[str, Any]] = None,  # pylint: disable=invalid-name
           lm: Optional[Mapping[str, Any]] = None, lm_preset: Optional[str] = None,
           freeze_encoder: bool = True, blind: bool = False,
@@ -381,8 +370,8 @@ def Model(*, encoder: Optional[Mapping[str, Any]] = None,  # pylint: disable=inv
                      "every image token, use 'none'")
   enc["pool_type"] = "none"
   lm_kw = {**copy.deepcopy(LM_PRESETS.get(lm_preset, {})), **dict(lm or {})}
-  _check_keys("encoder", enc, vit.Model)
-  _check_keys("lm", lm_kw, LanguageModel)
+  cappa.check_keys("encoder", enc, vit.Model)
+  cappa.check_keys("lm", lm_kw, LanguageModel)
   if "vocab_size" not in lm_kw or lm_kw["vocab_size"] is None:
     raise ValueError("diff_vqa.Model needs lm.vocab_size (the tokenizer's vocab_size).")
   return DiffVqa(encoder_kw=cappa._freeze(enc), lm_kw=cappa._freeze(lm_kw),  # pylint: disable=protected-access
