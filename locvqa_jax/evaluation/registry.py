@@ -10,6 +10,7 @@ them (evaluate --grounding).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Optional, Sequence
 
 from locvqa_jax.evaluation import accuracy
@@ -38,8 +39,18 @@ class ScoringContext:
 
   def bert_scorer(self) -> bertscore.BertScorer:
     if self._bert_scorer is None:
-      self._bert_scorer = bertscore.BertScorer(self.bertscore_model, self.bertscore_layer)
+      self._bert_scorer = _load_bert_scorer(self.bertscore_model, self.bertscore_layer)
     return self._bert_scorer
+
+
+@functools.lru_cache(maxsize=2)
+def _load_bert_scorer(model: Optional[str], layer: Optional[int]) -> bertscore.BertScorer:
+  """One BERTScore scorer per model and layer in a process.
+
+  `evaluate` scores the model and each baseline in a scoring run of its own, and loading the
+  model is most of a small run's BERTScore time.
+  """
+  return bertscore.BertScorer(model, layer)
 
 
 @dataclasses.dataclass(frozen=True)
