@@ -70,6 +70,7 @@ import os
 import ml_collections
 
 from locvqa_jax import config as config_lib
+from locvqa_jax.data import pipeline
 from locvqa_jax.data import vqa_inputs
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,7 +132,7 @@ def get_config(arg=None):
   # A cached or blind example is a few array lookups and a tokenisation, cheaper than the
   # bookkeeping of grain's 16 read-ahead threads: without them the loader needs a third of the
   # CPU time and runlocal trains at 3.5 instead of 2.8 steps/s on 2 cores. Pixel pairs keep them.
-  c.input.read_threads = 0 if (cached or arg.blind) else 16
+  c.input.read_threads = 0 if (cached or arg.blind) else pipeline.READ_THREADS
   max_decode_len = c.input.max_answer_len + 1  # The longest answer and its eos.
 
   # Model (locvqa_jax/models/diff_vqa.py).

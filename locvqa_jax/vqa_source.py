@@ -123,7 +123,7 @@ def loader(config: Any, tok: Any, *, split: str, global_batch_size: int, train: 
                               seed=seed, worker_count=cfg.worker_count,
                               worker_buffer_size=cfg.worker_buffer_size,
                               shard_options=shard_options,
-                              read_threads=int(cfg.get("read_threads", 16)))
+                              read_threads=int(cfg.get("read_threads", pipeline.READ_THREADS)))
 
 
 def trim_text(batch: dict[str, np.ndarray], bucket: int) -> dict[str, np.ndarray]:

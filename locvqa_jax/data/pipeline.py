@@ -33,6 +33,8 @@ from locvqa_jax.data import augment as augment_lib
 from locvqa_jax.data import tasks as tasks_lib
 
 Source = Sequence[Mapping[str, Any]]
+# grain's ReadOptions.num_threads default: read-ahead threads per loader process.
+READ_THREADS = 16
 
 
 class IndexedSource:
@@ -86,12 +88,12 @@ class IndexedSource:
 def make_loader(source: IndexedSource, operations: Sequence[Any], *, global_batch_size: int,
                 train: bool, seed: int, worker_count: int = 0, worker_buffer_size: int = 2,
                 shard_options: Optional[grain.ShardOptions] = None,
-                read_threads: int = 16) -> grain.DataLoader:
+                read_threads: int = READ_THREADS) -> grain.DataLoader:
   """A grain DataLoader: shard, (shuffle, repeat), `operations` per example, batch.
 
   `global_batch_size` is split over the shards; `shard_options` defaults to one shard per JAX
   process. Evaluation pads the index so that every shard gets whole batches. `read_threads` is
-  grain's ReadOptions.num_threads (its default 16): threads per loader process that read and
+  grain's ReadOptions.num_threads (`READ_THREADS` by default): threads per loader process that read and
   transform examples ahead; 0 does it in the loader's own thread, which is faster where an
   example is cheap (grain's read-ahead then costs more than the work). The batches are the same
   for any value.

@@ -49,7 +49,7 @@ def vqa_input_config() -> ml_collections.ConfigDict:
   c.augment = ml_collections.ConfigDict(dataclasses.asdict(augment_lib.AugmentConfig()))
   c.worker_count = 0
   c.worker_buffer_size = 2
-  c.read_threads = 16            # grain ReadOptions.num_threads per loader process (0: none)
+  c.read_threads = pipeline.READ_THREADS  # grain's read-ahead threads per loader (0: none)
   c.index_cache_dir = "auto"     # '' off; 'auto': <data_dir>/locvqa_index_cache; or a folder
   return c
 
@@ -231,4 +231,4 @@ def vqa_loader(cfg: Mapping[str, Any], tok: tokenizer_lib.Tokenizer, *, split: s
       index, [VqaTransform(tok, cfg, train)], global_batch_size=global_batch_size, train=train,
       seed=seed, worker_count=cfg.get("worker_count", 0) if worker_count is None else worker_count,
       worker_buffer_size=cfg.get("worker_buffer_size", 2), shard_options=shard_options,
-      read_threads=int(cfg.get("read_threads", 16)))
+      read_threads=int(cfg.get("read_threads", pipeline.READ_THREADS)))

@@ -35,12 +35,9 @@ class ScoringContext:
   progress: bool = False
   bertscore_model: Optional[str] = None
   bertscore_layer: Optional[int] = None
-  _bert_scorer: Optional[bertscore.BertScorer] = None
 
   def bert_scorer(self) -> bertscore.BertScorer:
-    if self._bert_scorer is None:
-      self._bert_scorer = _load_bert_scorer(self.bertscore_model, self.bertscore_layer)
-    return self._bert_scorer
+    return _load_bert_scorer(self.bertscore_model, self.bertscore_layer)
 
 
 @functools.lru_cache(maxsize=2)

@@ -14,6 +14,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from locvqa_jax import config as config_lib
 from locvqa_jax import tokenizer as tokenizer_lib
 from locvqa_jax import vqa_source
 from locvqa_jax.data import pipeline
@@ -295,12 +296,8 @@ def test_question_type_repeats_multiply_training_rows_only():
 
 
 def test_vqa_batches_do_not_depend_on_read_threads(tok):
-  spec = importlib.util.spec_from_file_location(
-      "diff_vqa_config", os.path.join(os.path.dirname(__file__), "..", "..", "configs",
-                                      "diff_vqa.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("blind")
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  config = config_lib.load_config_file(os.path.join(repo, "configs", "diff_vqa.py") + ":blind")
   assert config.input.read_threads == 0  # cheap examples: no read-ahead threads
   config.input.swap_pairs = 0.5  # per-record random choices must not depend on threads either
   records = vqa_records(6)
