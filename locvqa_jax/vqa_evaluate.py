@@ -26,6 +26,7 @@ import base64
 import collections
 import json
 import os
+import shutil
 from typing import Any, Optional, Sequence
 
 import jax
@@ -180,10 +181,13 @@ def evaluate_workdir(workdir: str, *, split: str = "test", step: Optional[int] =
   model's difference predictions also get CAREF boxes and true boxes (`_ground`).
   """
   from locvqa_jax.evaluation import bootstrap  # pylint: disable=g-import-not-at-top
+  from locvqa_jax.evaluation import nlg  # pylint: disable=g-import-not-at-top
   from locvqa_jax.evaluation.scoring import score_predictions  # pylint: disable=g-import-not-at-top
   score_kwargs = dict(score_kwargs or {}, progress=progress)
   records = records or {}
   run = Run(workdir, step, checkpoint)
+  if shutil.which("java"):
+    nlg.start_meteor()  # Java loads METEOR's tables while the model decodes.
   out_dir = os.path.join(workdir, "eval", f"{split}_{run.step}")
   kw = dict(batch_size=batch_size, beam_size=beam_size, length_penalty=length_penalty,
             no_repeat_ngram_size=no_repeat_ngram_size, max_batches=max_batches,

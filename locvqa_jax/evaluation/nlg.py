@@ -6,16 +6,20 @@ reference length), METEOR 1.5 (`-l en -norm`), ROUGE-L and CIDEr (IDF from the e
 references). One reference per answer.
 
 Two Java programs are involved: the tokenizer (one process for all answers, references and
-predictions together) and METEOR (one process for all answers). The tokenizer call mirrors
+predictions together) and METEOR. The tokenizer call mirrors
 `pycocoevalcap.tokenizer.ptbtokenizer.PTBTokenizer` (same jar, flags and punctuation list) but
 writes its temporary file to the system temp directory instead of the installed package folder,
 which may be read-only. METEOR runs in pycocoevalcap's own `Meteor` process and receives the same
 requests as `Meteor.compute_score`, streamed rather than one round trip per answer (2-3x faster
 on 70,000 answers) and followed by a progress bar; the numbers are those of `compute_score`.
+That process loads METEOR's tables for about 10 s, so one is kept for every scoring of the
+Python process (a model, its blind run and a baseline are three), and `start_meteor` starts it
+early, to load while a model decodes.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.metadata
 import io
@@ -24,7 +28,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from typing import Sequence
+from typing import Optional, Sequence
 
 import tqdm
 from pycocoevalcap.bleu.bleu import Bleu
@@ -110,14 +114,53 @@ def _meteor_line(hypothesis: str, references: Sequence[str]) -> str:
   return " ||| ".join(("SCORE", " ||| ".join(references), hypothesis)) + "\n"
 
 
-def _meteor(gts: dict[int, list[str]], res: dict[int, list[str]], progress: bool) -> float:
-  """Corpus METEOR from one METEOR process, with the requests of `Meteor.compute_score`.
+_METEOR_LOCK = threading.Lock()
+_meteor: Optional[Meteor] = None  # This Python process's METEOR process, once started.
+
+
+def start_meteor() -> None:
+  """Starts the shared METEOR process unless one runs; returns at once (it loads in the back).
+
+  Raises:
+    JavaNotFoundError: no `java` on PATH.
+  """
+  _shared_meteor()
+
+
+def _shared_meteor() -> Meteor:
+  global _meteor
+  with _METEOR_LOCK:
+    if _meteor is None or _meteor.meteor_p.poll() is not None:
+      require_java()
+      _meteor = Meteor()
+      atexit.register(_stop, _meteor.meteor_p)
+    return _meteor
+
+
+def _stop(process: subprocess.Popen) -> None:
+  if process.poll() is None:
+    process.kill()
+    process.wait()
+
+
+def _forget_meteor(meteor: Meteor) -> None:
+  """Stops a METEOR process that failed, so that the next scoring starts a new one."""
+  global _meteor
+  with _METEOR_LOCK:
+    if _meteor is meteor:
+      _meteor = None
+  _stop(meteor.meteor_p)
+
+
+def _meteor_score(gts: dict[int, list[str]], res: dict[int, list[str]], progress: bool) -> float:
+  """Corpus METEOR from the shared METEOR process, with the requests of `Meteor.compute_score`.
 
   `compute_score` waits for each answer's statistics before sending the next request; here a
   thread streams the requests while this one reads the replies, so the Java process never waits
-  on Python. The process answers in order, so the statistics and the score are the same.
+  on Python. The process answers in order, so the statistics and the score are the same, and it
+  is left ready for the next scoring.
   """
-  meteor = Meteor()
+  meteor = _shared_meteor()
   process = meteor.meteor_p
   failure: list[BaseException] = []
 
@@ -146,13 +189,13 @@ def _meteor(gts: dict[int, list[str]], res: dict[int, list[str]], progress: bool
       for _ in gts:  # per-answer scores come first, then the corpus score
         process.stdout.readline()
       line = process.stdout.readline().strip()
-  finally:
-    process.stdin.close()
-    process.kill()
-    process.wait()
+  except BaseException:
+    _forget_meteor(meteor)
+    raise
   try:
     return float(line)
   except ValueError:
+    _forget_meteor(meteor)
     err = process.stderr.read().decode(errors="replace")[-2000:]
     raise RuntimeError(f"METEOR returned {line!r} instead of a score; stderr: {err}") from None
 
@@ -202,7 +245,7 @@ def score_nlg(references: Sequence[str], predictions: Sequence[str],
     bleu, _ = Bleu(4).compute_score(gts, res)
   stages.update()
   stages.set_postfix_str("METEOR")
-  meteor = _meteor(gts, res, progress)
+  meteor = _meteor_score(gts, res, progress)
   stages.update()
   stages.set_postfix_str("ROUGE-L")
   rouge, _ = Rouge().compute_score(gts, res)

@@ -72,4 +72,25 @@ def test_streamed_meteor_equals_compute_score():
   gts = {i: [" ".join(words[(i + k) % len(words)] for k in range(12))] for i in range(2000)}
   res = {i: [" ".join(words[(2 * i + k) % len(words)] for k in range(i % 9))] for i in range(2000)}
   expected, _ = Meteor().compute_score(gts, res)
-  assert nlg._meteor(gts, res, progress=False) == expected  # pylint: disable=protected-access
+  assert nlg._meteor_score(gts, res, progress=False) == expected  # pylint: disable=protected-access
+
+
+@requires_java
+def test_one_meteor_process_serves_every_scoring(refs, preds):
+  first = nlg.score_nlg(refs, preds)
+  process = nlg._shared_meteor().meteor_p  # pylint: disable=protected-access
+  assert process.poll() is None  # Left running for the next scoring.
+  assert nlg.score_nlg(refs, preds)["meteor"] == first["meteor"]
+  assert nlg.score_nlg(refs, refs)["meteor"] > 0.95
+  assert nlg._shared_meteor().meteor_p is process  # pylint: disable=protected-access
+
+
+@requires_java
+def test_a_dead_meteor_process_is_replaced(refs, preds):
+  expected = nlg.score_nlg(refs, preds)["meteor"]
+  nlg.start_meteor()
+  process = nlg._shared_meteor().meteor_p  # pylint: disable=protected-access
+  process.kill()
+  process.wait()
+  assert nlg.score_nlg(refs, preds)["meteor"] == expected
+  assert nlg._shared_meteor().meteor_p is not process  # pylint: disable=protected-access
