@@ -197,6 +197,7 @@ class DiffVqa(nn.Module):
   image_positions: bool = False
   difference_tokens: bool = False
   image_pool: int = 1
+  main_pool: int = 1
 
   def setup(self):
     self.encoder = vit.Model(**dict(self.encoder_kw))
@@ -255,8 +256,11 @@ class DiffVqa(nn.Module):
     if self.image_positions:
       feats = self.image_pos(feats)
     feats = feats + self.temporal_embedding[None, :, None, :].astype(feats.dtype)
-    tokens = self.projector(feats)
-    return tokens.reshape((tokens.shape[0], -1, tokens.shape[-1]))
+    tokens = feats.reshape((feats.shape[0], -1, feats.shape[-1]))
+    if self.main_pool > 1:  # The first block stays; the main image's block is averaged.
+      main = pool_tokens(feats[:, 1:], self.main_pool, field="main_pool")[:, 0]
+      tokens = jnp.concatenate([feats[:, 0], main], axis=1)
+    return self.projector(tokens)
 
   def decode(self, images: jax.Array, text: jax.Array, mask_ar: jax.Array, *,
              mask_tokens: Optional[jax.Array] = None, train: bool = False) -> jax.Array:
@@ -329,12 +333,15 @@ class DiffVqa(nn.Module):
     return logits[:, 0], {"layers": layers, "offset": offset}
 
 
-def pool_tokens(feats: jax.Array, window: int) -> jax.Array:
-  """[B, 2, N, D] tokens of a square patch grid -> [B, 2, N / window**2, D] window means."""
+def pool_tokens(feats: jax.Array, window: int, field: str = "image_pool") -> jax.Array:
+  """[B, K, N, D] tokens of a square patch grid -> [B, K, N / window**2, D] window means.
+
+  `field` names the config field in the error for a grid that the window does not divide.
+  """
   b, two, n, d = feats.shape
   side = int(round(math.sqrt(n)))
   if side * side != n or side % window:
-    raise ValueError(f"model.image_pool={window}: the {n} image tokens are not a square grid "
+    raise ValueError(f"model.{field}={window}: the {n} image tokens are not a square grid "
                      f"whose side is a multiple of {window}")
   grid = feats.reshape(b, two, side // window, window, side // window, window, d)
   return grid.mean(axis=(3, 5)).reshape(b, two, -1, d)
@@ -344,7 +351,8 @@ def Model(*, encoder: Optional[Mapping[str, Any]] = None,  # pylint: disable=inv
           lm: Optional[Mapping[str, Any]] = None, lm_preset: Optional[str] = None,
           freeze_encoder: bool = True, blind: bool = False,
           normalize_image: bool = False, image_positions: bool = False,
-          difference_tokens: bool = False, image_pool: int = 1) -> DiffVqa:
+          difference_tokens: bool = False, image_pool: int = 1,
+          main_pool: int = 1) -> DiffVqa:
   """Builds the difference-VQA model.
 
   Args:
@@ -361,6 +369,10 @@ def Model(*, encoder: Optional[Mapping[str, Any]] = None,  # pylint: disable=inv
       `ImageNorm`) instead of the reference: the same information, with the change explicit.
     image_pool: average the image tokens over image_pool x image_pool windows of the patch
       grid (after `ImageNorm`), so the language model reads image_pool**2 times fewer tokens.
+    main_pool: average only the main image's block over main_pool x main_pool windows (after
+      the position and temporal embeddings), keeping the first block whole: with
+      `difference_tokens` the change stays at full resolution and the main image, which answers
+      the other question types, costs main_pool**2 times fewer tokens.
   """
   if lm_preset is not None and lm_preset not in LM_PRESETS:
     raise ValueError(f"Unknown model.lm_preset {lm_preset!r}; known: {sorted(LM_PRESETS)}")
@@ -378,7 +390,7 @@ def Model(*, encoder: Optional[Mapping[str, Any]] = None,  # pylint: disable=inv
                  freeze_encoder=bool(freeze_encoder), blind=bool(blind),
                  normalize_image=bool(normalize_image), image_positions=bool(image_positions),
                  difference_tokens=bool(difference_tokens),
-                 image_pool=int(image_pool))
+                 image_pool=int(image_pool), main_pool=int(main_pool))
 
 
 # ----------------------------------------------------------------- init from the pretraining decoder

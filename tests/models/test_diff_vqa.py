@@ -201,6 +201,28 @@ def test_image_pool_averages_windows_of_the_patch_grid():
   _assert_cached_decoding_equals_uncached(model, params, images)
 
 
+
+def test_main_pool_averages_only_the_main_block():
+  images, text, mask_ar = _inputs()
+  images = jax.image.resize(images, (3, 2, 64, 64, 1), "nearest")  # a 4 x 4 patch grid
+  model = _model(normalize_image=True, difference_tokens=True, image_positions=True,
+                 main_pool=2)
+  params = _perturb(model.init(jax.random.PRNGKey(1), images, text, mask_ar)["params"])
+  assert params["image_pos"]["embedding"].shape == (16, 64)
+  tokens = model.apply({"params": params}, images, method="image_tokens")
+  assert tokens.shape == (3, 16 + 4, 64)
+  feats = model.apply({"params": params}, images, method="encode")
+  std = (feats - params["image_norm"]["mean"]) * params["image_norm"]["inv_std"]
+  pos, temporal = params["image_pos"]["embedding"], params["temporal_embedding"]
+  project = lambda x: model.apply({"params": params}, x, method=lambda m, y: m.projector(y))
+  np.testing.assert_allclose(tokens[:, :16], project(std[:, 1] - std[:, 0] + pos + temporal[0]),
+                             rtol=1e-5, atol=1e-5)
+  main = diff_vqa.pool_tokens((std[:, 1:] + pos + temporal[1]), 2)[:, 0]
+  np.testing.assert_allclose(tokens[:, 16:], project(main), rtol=1e-5, atol=1e-5)
+  _assert_cached_decoding_equals_uncached(model, params, images)
+  with pytest.raises(ValueError, match="model.main_pool=3: the 16 image tokens"):
+    _model(main_pool=3).init(jax.random.PRNGKey(1), images, text, mask_ar)
+
 def test_lm_starts_from_the_pretraining_decoder():
   lm_model = _model()
   cap = cappa.Model(preset="micro", decoder=dict(vocab_size=VOCAB, max_len=16))
