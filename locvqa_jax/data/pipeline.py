@@ -75,6 +75,10 @@ class IndexedSource:
   def with_padding(self, padded_len: int) -> "IndexedSource":
     return IndexedSource(self._sources, self._names, self._entries, padded_len)
 
+  def with_sources(self, sources: Mapping[str, Source]) -> "IndexedSource":
+    """The same rows over other sources of the same records (e.g. a lighter view of them)."""
+    return IndexedSource({**self._sources, **sources}, self._names, self._entries, self._len)
+
   def with_entries(self, entries: np.ndarray) -> "IndexedSource":
     """The same sources with other rows (no evaluation padding: for training indexes)."""
     return IndexedSource(self._sources, self._names, entries)

@@ -3,6 +3,7 @@
 import importlib.util
 import io
 import os
+import pickle
 import subprocess
 import sys
 
@@ -312,6 +313,51 @@ def test_vqa_batches_do_not_depend_on_read_threads(tok):
   with pytest.raises(ValueError, match="read_threads=-1"):
     batches(-1)
 
+
+
+def test_text_fields_parse_each_record_once(tok):
+  records = vqa_records(6)
+  for i, r in enumerate(records):
+    r["ref_dicom_id"], r["main_dicom_id"] = f"r{i}".encode(), f"m{i}".encode()
+  reads = []
+
+  class Counting(list):
+
+    def __getitem__(self, i):
+      reads.append(i)
+      return list.__getitem__(self, i)
+
+  fields = vqa_source.TextFields(Counting(records), max_records=4)
+  assert len(fields) == 6
+  for _ in range(3):
+    for i in range(6):
+      f = fields[i]
+      assert sorted(f) == ["main_dicom_id", "questions", "ref_dicom_id"]
+      assert f["main_dicom_id"] == f"m{i}".encode()
+      assert f["questions"]["answer"] == records[i]["questions"]["answer"]
+      assert f["questions"]["row_index"] == records[i]["questions"]["row_index"]
+  assert [reads.count(i) for i in range(6)] == [1, 1, 1, 1, 3, 3]  # at most 4 records kept
+  kept = vqa_source.TextFields(records)
+  kept[0]  # pylint: disable=pointless-statement
+  # Loader processes start with nothing kept.
+  assert not pickle.loads(pickle.dumps(kept))._kept  # pylint: disable=protected-access
+  # The loader's blind batches are those of the full records.
+  config = config_lib.load_config_file(
+      os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                   "configs", "diff_vqa.py") + ":blind")
+  config.input.swap_pairs = 0.5
+
+  def batches():
+    return _take(vqa_source.loader(config, tok, split="train", global_batch_size=4, train=True,
+                                   records=records), 5)
+
+  light = batches()
+  original = vqa_source.TextFields
+  try:
+    vqa_source.TextFields = lambda records: records
+    _assert_equal_batches(light, batches())
+  finally:
+    vqa_source.TextFields = original
 
 def test_bad_config_errors(tok, cfg):
   cfg.task_weights = (1.0, 1.0)
