@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the synthetic default, on a fresh machine (about 13 minutes on 2 CPU cores,
-# plus 2.5 for the first install): install, generate synthetic raw data, build the three
-# datasets, train the tokenizer, pretrain the location-aware encoder, fine-tune difference VQA
-# on it, evaluate and print the metrics.
+# install included): install, generate synthetic raw data, build the three datasets, train the
+# tokenizer, pretrain the location-aware encoder, fine-tune difference VQA on it, evaluate and
+# print the metrics.
 #
 # Everything goes to quickstart_out/ (or $QUICKSTART_OUT), which is recreated on every run.
 # Sizes can be changed with QUICKSTART_PATIENTS, QUICKSTART_IMAGE_SIZE, QUICKSTART_WORKERS and
