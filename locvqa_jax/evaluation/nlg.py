@@ -20,6 +20,7 @@ early, to load while a model decodes.
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import importlib.metadata
 import io
@@ -82,7 +83,7 @@ def ptb_tokenize(sentences: Sequence[str]) -> list[str]:
   """
   jar_dir = os.path.dirname(os.path.abspath(ptbtokenizer.__file__))
   jar = os.path.join(jar_dir, ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR)
-  text = "\n".join(s.replace("\n", " ") for s in sentences)
+  text = "\n".join(s.replace("\r", " ").replace("\n", " ") for s in sentences)
   with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as f:
     f.write(text.encode())
   try:
@@ -109,13 +110,20 @@ def ptb_tokenize(sentences: Sequence[str]) -> list[str]:
 
 
 def _meteor_line(hypothesis: str, references: Sequence[str]) -> str:
-  """The `SCORE` request of `Meteor._stat`, byte for byte."""
+  """The `SCORE` request of `Meteor._stat`, byte for byte, on one line.
+
+  PTB output has no line breaks; one left in would split the request in two, and the shared
+  process would then answer every later request with the reply to the one before.
+  """
   hypothesis = hypothesis.replace("|||", "").replace("  ", " ")
+  hypothesis, *references = (t.replace("\r", " ").replace("\n", " ")
+                             for t in (hypothesis, *references))
   return " ||| ".join(("SCORE", " ||| ".join(references), hypothesis)) + "\n"
 
 
 _METEOR_LOCK = threading.Lock()
 _meteor: Optional[Meteor] = None  # This Python process's METEOR process, once started.
+_meteor_stderr: collections.deque = collections.deque(maxlen=50)  # Its last stderr lines.
 
 
 def start_meteor() -> None:
@@ -132,15 +140,36 @@ def _shared_meteor() -> Meteor:
   with _METEOR_LOCK:
     if _meteor is None or _meteor.meteor_p.poll() is not None:
       require_java()
+      if _meteor is None:
+        atexit.register(_stop_shared_meteor)
+      else:
+        _stop(_meteor.meteor_p)  # It died: release its pipes.
       _meteor = Meteor()
-      atexit.register(_stop, _meteor.meteor_p)
+      _meteor_stderr.clear()
+      # Read its stderr all along: a pipe that nobody reads stops the process once it is full.
+      threading.Thread(target=_keep_stderr, args=(_meteor.meteor_p.stderr,), daemon=True).start()
     return _meteor
+
+
+def _keep_stderr(stream) -> None:
+  for line in iter(stream.readline, b""):
+    _meteor_stderr.append(line.decode(errors="replace"))
 
 
 def _stop(process: subprocess.Popen) -> None:
   if process.poll() is None:
     process.kill()
     process.wait()
+  for stream in (process.stdin, process.stdout):
+    try:
+      stream.close()
+    except OSError:
+      pass
+
+
+def _stop_shared_meteor() -> None:
+  if _meteor is not None:
+    _stop(_meteor.meteor_p)
 
 
 def _forget_meteor(meteor: Meteor) -> None:
@@ -196,7 +225,7 @@ def _meteor_score(gts: dict[int, list[str]], res: dict[int, list[str]], progress
     return float(line)
   except ValueError:
     _forget_meteor(meteor)
-    err = process.stderr.read().decode(errors="replace")[-2000:]
+    err = "".join(_meteor_stderr)[-2000:]
     raise RuntimeError(f"METEOR returned {line!r} instead of a score; stderr: {err}") from None
 
 

@@ -16,7 +16,8 @@ maps them to the language model's width. Image tokens carry no text position: th
 position embedding and the temporal row already place them (with `image_positions`, a learned
 row per token position, shared by both images, is added too), and text positions start at 0 at
 bos, so the language model's `max_len` only bounds the text. With `difference_tokens` the first
-block is main minus reference instead of the reference (after `ImageNorm`).
+block is main minus reference instead of the reference (after `ImageNorm`). `image_pool`
+averages both blocks over windows of the patch grid, `main_pool` only the main image's block.
 
 The language model (params['lm']) uses the CapPa decoder's names where a counterpart exists,
 so `lm_params_from_cappa` can start it from a pretraining decoder:
@@ -243,7 +244,10 @@ class DiffVqa(nn.Module):
     return jax.lax.stop_gradient(images) if self.freeze_encoder else images
 
   def image_tokens(self, images: jax.Array, train: bool = False) -> Optional[jax.Array]:
-    """[B, 2N, E] projected image tokens (reference or main - reference, then main), or None."""
+    """[B, M, E] projected image tokens (reference or main - reference, then main), or None.
+
+    M = 2N for N tokens per image (after `image_pool`), N + N / main_pool**2 with `main_pool`.
+    """
     if self.blind:
       return None
     feats = self.features(images, train)
@@ -338,13 +342,13 @@ def pool_tokens(feats: jax.Array, window: int, field: str = "image_pool") -> jax
 
   `field` names the config field in the error for a grid that the window does not divide.
   """
-  b, two, n, d = feats.shape
+  b, k, n, d = feats.shape
   side = int(round(math.sqrt(n)))
   if side * side != n or side % window:
     raise ValueError(f"model.{field}={window}: the {n} image tokens are not a square grid "
                      f"whose side is a multiple of {window}")
-  grid = feats.reshape(b, two, side // window, window, side // window, window, d)
-  return grid.mean(axis=(3, 5)).reshape(b, two, -1, d)
+  grid = feats.reshape(b, k, side // window, window, side // window, window, d)
+  return grid.mean(axis=(3, 5)).reshape(b, k, -1, d)
 
 
 def Model(*, encoder: Optional[Mapping[str, Any]] = None,  # pylint: disable=invalid-name

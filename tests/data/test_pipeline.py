@@ -314,8 +314,7 @@ def test_vqa_batches_do_not_depend_on_read_threads(tok):
     batches(-1)
 
 
-
-def test_text_fields_parse_each_record_once(tok):
+def test_text_fields_parse_each_record_once(tok, monkeypatch):
   records = vqa_records(6)
   for i, r in enumerate(records):
     r["ref_dicom_id"], r["main_dicom_id"] = f"r{i}".encode(), f"m{i}".encode()
@@ -352,12 +351,9 @@ def test_text_fields_parse_each_record_once(tok):
                                    records=records), 5)
 
   light = batches()
-  original = vqa_source.TextFields
-  try:
-    vqa_source.TextFields = lambda records: records
-    _assert_equal_batches(light, batches())
-  finally:
-    vqa_source.TextFields = original
+  monkeypatch.setattr(vqa_source, "TextFields", lambda records: records)
+  _assert_equal_batches(light, batches())
+
 
 def test_bad_config_errors(tok, cfg):
   cfg.task_weights = (1.0, 1.0)

@@ -201,7 +201,6 @@ def test_image_pool_averages_windows_of_the_patch_grid():
   _assert_cached_decoding_equals_uncached(model, params, images)
 
 
-
 def test_main_pool_averages_only_the_main_block():
   images, text, mask_ar = _inputs()
   images = jax.image.resize(images, (3, 2, 64, 64, 1), "nearest")  # a 4 x 4 patch grid
@@ -222,6 +221,11 @@ def test_main_pool_averages_only_the_main_block():
   _assert_cached_decoding_equals_uncached(model, params, images)
   with pytest.raises(ValueError, match="model.main_pool=3: the 16 image tokens"):
     _model(main_pool=3).init(jax.random.PRNGKey(1), images, text, mask_ar)
+  # With image_pool, main_pool pools the pooled grid: 4 + 1 tokens from a 4 x 4 grid.
+  both = _model(image_pool=2, main_pool=2)
+  both_params = both.init(jax.random.PRNGKey(1), images, text, mask_ar)["params"]
+  assert both.apply({"params": both_params}, images, method="image_tokens").shape == (3, 5, 64)
+
 
 def test_lm_starts_from_the_pretraining_decoder():
   lm_model = _model()
