@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import json
 import os
-import shutil
 from typing import Any, Optional, Sequence
 
 import jax
@@ -186,7 +186,7 @@ def evaluate_workdir(workdir: str, *, split: str = "test", step: Optional[int] =
   score_kwargs = dict(score_kwargs or {}, progress=progress)
   records = records or {}
   run = Run(workdir, step, checkpoint)
-  if shutil.which("java"):
+  with contextlib.suppress(nlg.JavaNotFoundError):  # Scoring says what to install.
     nlg.start_meteor()  # Java loads METEOR's tables while the model decodes.
   out_dir = os.path.join(workdir, "eval", f"{split}_{run.step}")
   kw = dict(batch_size=batch_size, beam_size=beam_size, length_penalty=length_penalty,

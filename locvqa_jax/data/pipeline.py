@@ -97,10 +97,10 @@ def make_loader(source: IndexedSource, operations: Sequence[Any], *, global_batc
 
   `global_batch_size` is split over the shards; `shard_options` defaults to one shard per JAX
   process. Evaluation pads the index so that every shard gets whole batches. `read_threads` is
-  grain's ReadOptions.num_threads (`READ_THREADS` by default): threads per loader process that read and
-  transform examples ahead; 0 does it in the loader's own thread, which is faster where an
-  example is cheap (grain's read-ahead then costs more than the work). The batches are the same
-  for any value.
+  grain's ReadOptions.num_threads (`READ_THREADS` by default): threads per loader process that
+  read and transform examples ahead; 0 does it in the loader's own thread, which is faster where
+  an example is cheap (grain's read-ahead then costs more than the work). The batches are the
+  same for any value.
   """
   if read_threads < 0:
     raise ValueError(f"read_threads={read_threads}: expected >= 0")

@@ -110,14 +110,13 @@ def ptb_tokenize(sentences: Sequence[str]) -> list[str]:
 
 
 def _meteor_line(hypothesis: str, references: Sequence[str]) -> str:
-  """The `SCORE` request of `Meteor._stat`, byte for byte, on one line.
+  """The `SCORE` request of `Meteor._stat`, byte for byte.
 
-  PTB output has no line breaks; one left in would split the request in two, and the shared
-  process would then answer every later request with the reply to the one before.
+  The texts are `ptb_tokenize` output, one line each (it replaces line breaks in its input); a
+  line break here would split the request, and the shared process would then answer every later
+  request with the reply to the one before.
   """
   hypothesis = hypothesis.replace("|||", "").replace("  ", " ")
-  hypothesis, *references = (t.replace("\r", " ").replace("\n", " ")
-                             for t in (hypothesis, *references))
   return " ||| ".join(("SCORE", " ||| ".join(references), hypothesis)) + "\n"
 
 

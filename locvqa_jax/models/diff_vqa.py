@@ -260,10 +260,11 @@ class DiffVqa(nn.Module):
     if self.image_positions:
       feats = self.image_pos(feats)
     feats = feats + self.temporal_embedding[None, :, None, :].astype(feats.dtype)
-    tokens = feats.reshape((feats.shape[0], -1, feats.shape[-1]))
     if self.main_pool > 1:  # The first block stays; the main image's block is averaged.
       main = pool_tokens(feats[:, 1:], self.main_pool, field="main_pool")[:, 0]
       tokens = jnp.concatenate([feats[:, 0], main], axis=1)
+    else:
+      tokens = feats.reshape((feats.shape[0], -1, feats.shape[-1]))
     return self.projector(tokens)
 
   def decode(self, images: jax.Array, text: jax.Array, mask_ar: jax.Array, *,
