@@ -25,6 +25,9 @@ Arguments (`:name=value,...`; a bare name means true):
   data_dir          TFDS data_dir with the built datasets (default: quickstart_out/tfds, the
                     synthetic build of tools/quickstart.sh).
   tokenizer         SentencePiece model (default: <data_dir>/tokenizer.model).
+  loc_embed_init    'normal' (big_vision's init of the decoder's token embedding) or 'sincos'
+                    (the 1024 location rows start as sin/cos features of their bin, so the
+                    decoder reads a coordinate it has just written as a number; cappa.Decoder).
   runlocal          tiny CPU smoke sizes (batch, steps, eval).
   quickstart        runlocal plus the quick start's settings for boxes (`_quickstart` below).
   preset            '' | 'paper' | 'b16' (below).
@@ -63,6 +66,9 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Where tools/quickstart.sh builds the synthetic datasets (git-ignored).
 DEFAULT_DATA_DIR = os.path.join(_REPO, "quickstart_out", "tfds")
 _PRESETS = ("", "paper", "b16")
+# The id of <loc0000>: SentencePiece puts the user-defined symbols right after pad/eos/bos/unk,
+# in order (the evaluator checks it against the tokenizer).
+LOC_FIRST_ID = 4
 
 
 def get_config(arg=None):
@@ -70,7 +76,7 @@ def get_config(arg=None):
   arg = config_lib.parse_arg(
       arg, variant="micro", res=128, tasks="cap+aref+gcap+caref", masked_pred_prob=-1.0,
       masking_ratio=1.0, data_dir=DEFAULT_DATA_DIR, tokenizer="", runlocal=False, preset="",
-      quickstart=False)
+      quickstart=False, loc_embed_init="normal")
   if arg.preset not in _PRESETS:
     raise ValueError(f"configs/pretrain_locca.py: preset={arg.preset!r}; expected one of "
                      f"{_PRESETS}")
@@ -111,7 +117,8 @@ def get_config(arg=None):
   max_decode_len = 24 if arg.runlocal else 64
   # Room for the longest decode: a prefix of up to text_len tokens plus the generated tokens.
   c.model.decoder = dict(decoder, max_len=c.input.text_len + max_decode_len,
-                         remat_policy=remat, dtype_mm=dtype, dropout=0.0)
+                         remat_policy=remat, dtype_mm=dtype, dropout=0.0,
+                         loc_embed_init=arg.loc_embed_init, loc_ids=(LOC_FIRST_ID, 1024))
   c.model.decoder.vocab_size = c.get_ref("vocab_size")
 
   # Encoder initialisation: '' (random), a big_vision / SigLIP 'file.npz[:img]', or a local
@@ -121,11 +128,10 @@ def get_config(arg=None):
 
   # Loss (locvqa_jax/losses.py).
   # loc_label_sigma > 0: location targets become Gaussian soft targets over neighbouring bins
-  # (losses.loc_soft_targets_xent); loc_first_id is the id of <loc0000>: SentencePiece puts the
-  # user-defined symbols right after pad/eos/bos/unk, in order (the evaluator checks this).
+  # (losses.loc_soft_targets_xent).
   c.loss = dict(name="captioning", masked_pred_prob=masked_pred_prob,
                 masking_ratio=arg.masking_ratio, num_tasks=len(c.input.tasks),
-                task_names=c.input.tasks, loc_label_sigma=0.0, loc_first_id=4)
+                task_names=c.input.tasks, loc_label_sigma=0.0, loc_first_id=LOC_FIRST_ID)
 
   # Optimizer (locvqa_jax/optim.py).
   c.total_steps = 2000 if not (paper or b16) else 2 * 200_000 // c.input.batch_size

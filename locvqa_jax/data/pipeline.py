@@ -130,6 +130,8 @@ def make_loader(source: IndexedSource, operations: Sequence[Any], *, global_batc
 
 _CAP_BIT = 1
 _REGION_BIT = 2
+# Evaluation rows carry up to this many boxes of their phrase in the image (`phrase_boxes`).
+MAX_PHRASE_BOXES = 8
 
 
 def _task_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -329,6 +331,7 @@ class PretrainTransform(grain.RandomMapTransform):
       task = rng.choice(len(w), p=w / w.sum())
     name = self._st["tasks"][task]
     image = augment_lib.decode_image(record["image"])
+    phrase_boxes = np.zeros((MAX_PHRASE_BOXES, 4), np.float32)
     if name == "cap":
       image, _ = augment_lib.augment(image, np.zeros((0, 4)), rng, self._aug)
       seq = tasks_lib.task_sequence(name, self._tok, self._st, report=tasks_lib.cap_text(record))
@@ -338,10 +341,28 @@ class PretrainTransform(grain.RandomMapTransform):
       image, boxes = augment_lib.augment(image, box[None], rng, self._aug)
       seq = tasks_lib.task_sequence(name, self._tok, self._st, phrase=phrase,
                                     bbox_name=bbox_name, box=boxes[0])
+      if not self._train:  # Evaluation is not augmented: the record's boxes are the truth.
+        phrase_boxes[:] = phrase_boxes_of(pairs, phrase, box)
     out = {"image": image, **seq}
     if not self._train:
       out["valid"] = np.int32(element["valid"])
+      out["phrase_boxes"] = phrase_boxes
     return out
+
+
+def phrase_boxes_of(pairs: Sequence[tuple[str, str, np.ndarray]], phrase: str,
+                    box: np.ndarray) -> np.ndarray:
+  """[MAX_PHRASE_BOXES, 4]: `box`, then the image's other boxes of `phrase`, zero-padded.
+
+  A finding sentence linked to several regions ("No pneumothorax." to both lungs) is one
+  region pair per region; a prediction for the sentence is right when it finds any of them.
+  Beyond MAX_PHRASE_BOXES boxes the rest are left out.
+  """
+  out = np.zeros((MAX_PHRASE_BOXES, 4), np.float32)
+  others = [b for text, _, b in pairs if text == phrase and not np.array_equal(b, box)]
+  for k, b in enumerate([box, *others][:MAX_PHRASE_BOXES]):
+    out[k] = b
+  return out
 
 
 def open_pretrain_sources(cfg: Mapping[str, Any], split: str) -> dict[str, Source]:

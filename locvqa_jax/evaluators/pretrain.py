@@ -30,6 +30,13 @@ Metrics (DESIGN.md):
                          sentences such as "No pneumothorax.", often linked to several regions)
                          the baseline knows the region and the model does not, so this subset is
                          where the two see the same information.
+  <task>_phrase_iou, <task>_phrase_acc50, <task>_phrase_baseline_iou, <task>_phrase_baseline_acc50
+                         the same scores against the nearest box the row's phrase has in its
+                         image (`phrase_boxes` of the evaluation batches): a finding sentence
+                         linked to several regions ("No pneumothorax." to both lungs) is found
+                         when any of them is. The baseline (its region's mean box) is scored
+                         the same way. Rows that name their region have one box, so on them the
+                         two scores are equal.
 A box whose tokens are not 4 location tokens scores IoU 0. Text is lower-cased and split on
 whitespace, then scored with pycocoevalcap's Bleu(4) and Cider. Sample decodes go to
 W/samples_<step>.txt.
@@ -106,6 +113,12 @@ class Evaluator:
       raise ValueError(f"config.loss.loc_first_id={first} but the tokenizer's location tokens "
                        f"are ids {tokenizer.loc_ids[0]}..{tokenizer.loc_ids[-1]} "
                        "(not contiguous from it)")
+    decoder = config.model.get("decoder", {})
+    if decoder.get("loc_embed_init", "normal") != "normal":
+      loc_ids = tuple(decoder.get("loc_ids", ()))
+      if loc_ids != (tokenizer.loc_ids[0], self.num_bins):
+        raise ValueError(f"config.model.decoder.loc_ids={loc_ids} but the tokenizer's "
+                         f"{self.num_bins} location tokens start at id {tokenizer.loc_ids[0]}")
     # Replicated outputs: every host reads whole results, also on multi-host meshes.
     repl = sharding.replicated(mesh)
     self._forward = jax.jit(self._forward_fn, out_shardings=repl)
@@ -175,7 +188,8 @@ class Evaluator:
   def run(self, params: Any, step: int, workdir: str) -> dict[str, float]:
     t_ids = {t: i for i, t in enumerate(self.tasks)}
     loss_sum, loss_n = np.zeros(len(self.tasks)), np.zeros(len(self.tasks))
-    box_rows = {t: ([], [], []) for t in ("aref", "caref")}  # predicted, truth, baseline
+    # predicted, truth, baseline, the image's boxes of the row's phrase
+    box_rows = {t: ([], [], [], []) for t in ("aref", "caref")}
     parsed = {t: [] for t in ("aref", "caref")}
     named = {t: [] for t in ("aref", "caref")}
     texts = {t: ([], []) for t in ("gcap", "cap")}
@@ -201,6 +215,7 @@ class Evaluator:
                                      if len(pos) == 4 else np.zeros(4))
           box_rows["aref"][1].append(host["box"][r])
           box_rows["aref"][2].append(self.mean_boxes[max(host["region_id"][r], 0)])
+          box_rows["aref"][3].append(_phrase_boxes(host, r))
       if not self.cfg.decode:
         continue
       # One greedy pass: CAREF/CAP after their prefix, GCAP after the prefix + truth box.
@@ -232,6 +247,7 @@ class Evaluator:
                                                host["box"][r]))
           box_rows["caref"][1].append(host["box"][r])
           box_rows["caref"][2].append(self.mean_boxes[max(host["region_id"][r], 0)])
+          box_rows["caref"][3].append(_phrase_boxes(host, r))
         elif name in texts:
           texts[name][0].append(self._decode_text(truth_ids))
           texts[name][1].append(self._decode_text(out[r]))
@@ -246,11 +262,16 @@ class Evaluator:
     for name, rows in box_rows.items():
       if not rows[1]:
         continue
-      pred, truth, base = (np.stack(r) for r in rows)
+      pred, truth, base, phrase = (np.stack(r) for r in rows)
       iou, base_iou = box_iou(pred, truth), box_iou(base, truth)
+      any_iou, any_base_iou = nearest_box_iou(pred, phrase), nearest_box_iou(base, phrase)
       metrics.update({f"{name}_iou": iou.mean(), f"{name}_acc50": (iou >= 0.5).mean(),
                       f"{name}_baseline_iou": base_iou.mean(),
                       f"{name}_baseline_acc50": (base_iou >= 0.5).mean(),
+                      f"{name}_phrase_iou": any_iou.mean(),
+                      f"{name}_phrase_acc50": (any_iou >= 0.5).mean(),
+                      f"{name}_phrase_baseline_iou": any_base_iou.mean(),
+                      f"{name}_phrase_baseline_acc50": (any_base_iou >= 0.5).mean(),
                       f"{name}_parsed": np.mean(parsed[name]),
                       f"{name}_named_share": np.mean(named[name])})
       track = tracking(pred, truth, base)
@@ -265,6 +286,18 @@ class Evaluator:
     if samples and jax.process_index() == 0:
       _write_samples(os.path.join(workdir, f"samples_{step}.txt"), step, samples)
     return {k: float(v) for k, v in metrics.items()}
+
+
+def nearest_box_iou(pred: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+  """[N, 4] boxes and [N, K, 4] candidate truths (zero rows unused) -> [N] best IoU."""
+  n, k = boxes.shape[:2]
+  iou = box_iou(np.repeat(pred, k, axis=0), boxes.reshape(n * k, 4))
+  return iou.reshape(n, k).max(axis=1)
+
+
+def _phrase_boxes(host: dict[str, np.ndarray], r: int) -> np.ndarray:
+  """[K, 4] the row's phrase boxes (batches without them: its truth box alone)."""
+  return host["phrase_boxes"][r] if "phrase_boxes" in host else host["box"][r][None]
 
 
 def _gather(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

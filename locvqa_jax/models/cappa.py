@@ -123,6 +123,28 @@ class Decoder(nn.Module):
   use_bias: bool = True
   remat_policy: str = "none"
   dtype_mm: str = "float32"
+  # 'normal' (big_vision's N(0, 1) rows) or 'sincos': the rows of the location tokens
+  # (loc_ids = (first id, count)) start as sin/cos features of the bin, so neighbouring bins
+  # start close and a coordinate read back as input is a smooth function of its value.
+  loc_embed_init: str = "normal"
+  loc_ids: tuple[int, int] = (4, 1024)
+
+  def _embedding_init(self):
+    normal = nn.initializers.normal(stddev=1.0)
+    if self.loc_embed_init == "normal":
+      return normal
+    if self.loc_embed_init != "sincos":
+      raise ValueError(f"model.decoder.loc_embed_init={self.loc_embed_init!r}; expected "
+                       "'normal' or 'sincos'")
+    first, count = self.loc_ids
+
+    def init(key, shape, dtype=jnp.float32):
+      if first + count > shape[0]:
+        raise ValueError(f"model.decoder.loc_ids={self.loc_ids} runs past the {shape[0]} "
+                         "embedding rows")
+      return normal(key, shape, dtype).at[first:first + count].set(
+          loc_sincos(count, shape[1]).astype(dtype))
+    return init
 
   @nn.compact
   def __call__(self, tokens: jax.Array, positions: jax.Array, encoded: Optional[jax.Array],
@@ -145,7 +167,7 @@ class Decoder(nn.Module):
       (logits [B, T, vocab_size] float32, new cache or None).
     """
     x = nn.Embed(self.vocab_size + 1, self.emb_dim, name="EmbedTargets",
-                 embedding_init=nn.initializers.normal(stddev=1.0))(tokens)
+                 embedding_init=self._embedding_init())(tokens)
     pe = self.param("pos_embedding", nn.initializers.normal(stddev=1 / jnp.sqrt(self.emb_dim)),
                     (1, self.max_len, self.emb_dim), jnp.float32)
     x = x + jnp.take(pe[0], positions, axis=0)
@@ -166,6 +188,19 @@ class Decoder(nn.Module):
     logits = nn.Dense(self.vocab_size, kernel_init=nn.initializers.zeros, dtype=self.dtype_mm,
                       name="LogitsDense")(x)
     return logits.astype(jnp.float32), new_cache
+
+
+def loc_sincos(count: int, dim: int) -> jax.Array:
+  """[count, dim] sin/cos features of bins 0..count-1, periods from 8 bins to 2 * count.
+
+  Row norms are sqrt(dim), as for N(0, 1) rows; cosine similarity falls smoothly with the
+  distance between bins.
+  """
+  half = dim // 2
+  periods = 8.0 * (count / 4.0) ** (jnp.arange(half) / max(half - 1, 1))  # 8 .. 2 * count
+  angle = 2 * jnp.pi * jnp.arange(count)[:, None] / periods[None]
+  feats = jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=1) * jnp.sqrt(2.0)
+  return jnp.pad(feats, ((0, 0), (0, dim - 2 * half)))
 
 
 def _freeze(value: Any) -> Any:

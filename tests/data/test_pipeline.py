@@ -165,6 +165,26 @@ def test_eval_single_pass_padded(tok, cfg):
   assert np.bincount(task_ids).tolist() == [5, 5, 5, 5]
   ids = np.array(_record_ids(batches))[valid]
   assert sorted(ids.tolist()) == sorted(list(range(5)) * 4)
+  # Evaluation rows carry their phrase's boxes in the image: the truth box first; CAP rows none.
+  phrase_boxes = np.concatenate([b["phrase_boxes"] for b in batches])[valid]
+  box = np.concatenate([b["box"] for b in batches])[valid]
+  assert phrase_boxes.shape == (20, pipeline.MAX_PHRASE_BOXES, 4)
+  np.testing.assert_array_equal(phrase_boxes[:, 0], box)
+  assert not phrase_boxes[task_ids == 0].any()
+
+
+def test_phrase_boxes_of():
+  right, left, trachea = BOXES[0], BOXES[1], BOXES[2]
+  pairs = [("no pneumothorax.", "right lung", right), ("no pneumothorax.", "left lung", left),
+           ("trachea", "trachea", trachea)]
+  out = pipeline.phrase_boxes_of(pairs, "no pneumothorax.", left)
+  np.testing.assert_array_equal(out[:2], [left, right])
+  assert out.shape == (pipeline.MAX_PHRASE_BOXES, 4) and not out[2:].any()
+  np.testing.assert_array_equal(pipeline.phrase_boxes_of(pairs, "trachea", trachea)[:2],
+                                [trachea, np.zeros(4)])
+  many = [("bilateral.", f"r{k}", np.full(4, k / 20, np.float32)) for k in range(12)]
+  out = pipeline.phrase_boxes_of(many, "bilateral.", many[5][2])
+  assert out[0, 0] == 5 / 20 and len({tuple(r) for r in out}) == pipeline.MAX_PHRASE_BOXES
 
 
 def test_resume_from_state(tok, cfg):

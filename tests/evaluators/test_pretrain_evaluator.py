@@ -19,6 +19,14 @@ def test_box_iou():
   np.testing.assert_allclose(pretrain.box_iou(a, b), [1.0, 0.25, 0.25 / 1.75, 0.0], rtol=1e-6)
 
 
+def test_nearest_box_iou():
+  pred = np.array([[0, 0, 1, 1], [0, 0.5, 1, 1]], np.float32)
+  left, right, none = [0, 0.5, 1, 1], [0, 0, 1, 0.5], [0, 0, 0, 0]
+  boxes = np.array([[right, left, none], [right, none, none]], np.float32)
+  np.testing.assert_allclose(pretrain.nearest_box_iou(pred, boxes), [0.5, 0.0])
+  np.testing.assert_allclose(pretrain.nearest_box_iou(pred[1:], boxes[:1]), [1.0])
+
+
 def test_tracking_separates_image_from_region_prior():
   rng = np.random.default_rng(0)
   base = rng.uniform(0.2, 0.4, (50, 4))
@@ -59,6 +67,27 @@ def test_evaluator_on_fixture(tmp_path):
   assert out["loss"] == pytest.approx(np.log(fx.VOCAB + 1), rel=0.2)
   assert {"aref_iou", "aref_acc50", "aref_baseline_iou"} <= set(out)
   assert 0.0 <= out["aref_baseline_iou"] <= 1.0
+  # Batches without phrase_boxes: a row's only box of its phrase is its truth box.
+  assert out["aref_phrase_iou"] == pytest.approx(out["aref_iou"])
+  assert out["aref_phrase_baseline_iou"] == pytest.approx(out["aref_baseline_iou"])
+
+
+def test_sincos_location_rows_must_match_the_tokenizer():
+  config = fx.make_config(**{"evals": {"val": dict(
+      type="pretrain", split="validation", every_steps=0, batch_size=8, max_batches=1,
+      decode=False, max_decode_len=5, baseline_batches=1, num_samples=0)}})
+  mesh = sharding.make_mesh(config.mesh)
+  trainer = train.build_trainer(config, mesh, fx._batch(np.random.default_rng(0), 8))
+  make = lambda: pretrain.Evaluator(config=config, eval_config=config.evals.val,
+                                    model=trainer.model, module=trainer.module, source=fx,
+                                    tokenizer=fx._Tokenizer(), mesh=mesh)
+  with config.unlocked():
+    config.model.decoder = dict(loc_embed_init="sincos", loc_ids=(4, 1024))
+  with pytest.raises(ValueError, match=r"loc_ids=\(4, 1024\) but the tokenizer's 16 location "
+                                       "tokens start at id 16"):
+    make()
+  config.model.decoder.loc_ids = (16, 16)
+  make()
 
 
 def test_constrained_aref_boxes(tmp_path):

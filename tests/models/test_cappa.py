@@ -45,6 +45,27 @@ def test_decoder_params(micro):
   np.testing.assert_array_equal(fresh["decoder"]["LogitsDense"]["kernel"], 0.0)
 
 
+def test_sincos_location_embedding_init():
+  feats = np.asarray(cappa.loc_sincos(1024, 64))
+  np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 8.0, rtol=1e-5)
+  unit = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+  similarity = [float(unit[500] @ unit[500 + d]) for d in (1, 10, 100)]
+  assert similarity[0] > 0.95 and similarity[0] > similarity[1] > similarity[2]
+  assert np.asarray(cappa.loc_sincos(16, 7)).shape == (16, 7)
+  text = jnp.zeros((1, 4), jnp.int32)
+  image = jnp.zeros((1, 16, 16, 1))
+  init = lambda **kw: cappa.Model(preset="micro", decoder=dict(vocab_size=VOCAB, **kw)).init(
+      jax.random.PRNGKey(0), image, text, text)["params"]["decoder"]["EmbedTargets"]["embedding"]
+  normal, sincos = init(), init(loc_embed_init="sincos", loc_ids=(4, 30))
+  np.testing.assert_allclose(sincos[4:34], cappa.loc_sincos(30, 64), atol=1e-6)
+  np.testing.assert_array_equal(sincos[:4], normal[:4])
+  np.testing.assert_array_equal(sincos[34:], normal[34:])
+  with pytest.raises(ValueError, match="loc_embed_init='cosine'"):
+    init(loc_embed_init="cosine")
+  with pytest.raises(ValueError, match=r"loc_ids=\(4, 40\) runs past the 41"):
+    init(loc_embed_init="sincos", loc_ids=(4, 40))
+
+
 def test_no_bias_decoder_and_presets():
   model = cappa.Model(preset="cappa_b16", decoder=dict(vocab_size=1000))
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),

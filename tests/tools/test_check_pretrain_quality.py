@@ -29,13 +29,21 @@ def test_table_and_verdict_from_metrics(tmp_path):
   assert "caref     4.000  0.700  0.800    0.600    0.700  1.000" in tool.table(s)
   s["caref_iou"] = 0.5
   assert not tool.passes(s)
+  # With phrase-level scores (evaluators/pretrain.py) those decide.
+  s.update(caref_phrase_iou=0.65, caref_phrase_baseline_iou=0.62)
+  assert tool.passes(s) and "0.650    0.620" in tool.table(s)
+  s["caref_phrase_baseline_iou"] = 0.66
+  assert not tool.passes(s)
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=False, reason=(
     "In the quick start's 500 steps the boxes do not yet follow the image (caref_tracking about "
     "0), and on the easy preset the per-region mean box misses by under 2 % of the frame: CAREF "
-    "0.48 vs 0.69 (named rows 0.60 vs 0.66); docs/training.md 'Do the boxes follow the image?'"))
+    "against the phrase's nearest box 0.50 vs 0.65 (named rows 0.53 vs 0.61). The encoder's "
+    "tokens hold the boxes (ridge regression r 0.93); the tiny decoder does not learn to read "
+    "them out in the runs tried (up to 6000 steps); docs/training.md 'Finding sentences with "
+    "several boxes, and the location-token embedding'"))
 def test_quickstart_pretraining_beats_the_region_mean_box(tmp_path):
   """Synthetic data (1000 patients), builders, tokenizer, then the quick start's pretraining
   (several minutes on 2 CPU cores)."""
