@@ -60,6 +60,7 @@ import os
 import ml_collections
 
 from locvqa_jax import config as config_lib
+from locvqa_jax import tokenizer as tokenizer_lib
 from locvqa_jax.data import tasks as tasks_lib
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,7 +119,8 @@ def get_config(arg=None):
   # Room for the longest decode: a prefix of up to text_len tokens plus the generated tokens.
   c.model.decoder = dict(decoder, max_len=c.input.text_len + max_decode_len,
                          remat_policy=remat, dtype_mm=dtype, dropout=0.0,
-                         loc_embed_init=arg.loc_embed_init, loc_ids=(LOC_FIRST_ID, 1024))
+                         loc_embed_init=arg.loc_embed_init,
+                         loc_ids=(LOC_FIRST_ID, tokenizer_lib.NUM_LOC_TOKENS))
   c.model.decoder.vocab_size = c.get_ref("vocab_size")
 
   # Encoder initialisation: '' (random), a big_vision / SigLIP 'file.npz[:img]', or a local
@@ -197,10 +199,12 @@ def _quickstart(c: ml_collections.ConfigDict) -> None:
   c.total_steps = 500
   c.loss.masked_pred_prob = 0.0
   c.loss.loc_label_sigma = 10.0
-  # Weight decay on the decoder's token embedding only (1 % per step at the peak lr): the 1024
-  # location rows start as random N(0, 1) vectors, eight times the position embedding, and each
-  # is seen a few times in a short run, so undecayed they drown the position signal the decoder
-  # needs to tell ymin from xmax. Decay shrinks the rows that training does not hold up.
+  # Weight decay on the decoder's token embedding only (1 % per step at the peak lr): with
+  # loc_embed_init=normal the 1024 location rows start as random N(0, 1) vectors, eight times the
+  # position embedding, and each is seen a few times in a short run, so undecayed they drown the
+  # position signal the decoder needs to tell ymin from xmax. Decay shrinks the rows that
+  # training does not hold up (with loc_embed_init=sincos it shrinks the sin/cos rows too;
+  # docs/training.md has runs with and without it).
   c.wd = 1.0
   c.wd_mask = (".*EmbedTargets/embedding",)
   c.input.augment.enabled = False

@@ -8,7 +8,8 @@
 Each process reads its own shard (grain `ShardByJaxProcess`) and gets `global_batch_size /
 process_count` examples per batch. Training repeats forever with a seeded shuffle and drops the
 remainder; evaluation is one pass in order, its last batch padded with copies marked `valid=0`
-(eval batches carry `valid: [B] int32`, so every batch has the same shape on a mesh).
+(eval batches carry `valid: [B] int32`, so every batch has the same shape on a mesh, and the
+boxes of each row's phrase, `phrase_boxes: [B, MAX_PHRASE_BOXES, 4]`, see `phrase_boxes_of`).
 
 Iterator state: `it.get_state()` / `it.set_state(b)` (bytes), or as an orbax item:
 `grain.checkpoint.CheckpointSave(it)` / `grain.checkpoint.CheckpointRestore(it)`. Random choices
@@ -331,7 +332,7 @@ class PretrainTransform(grain.RandomMapTransform):
       task = rng.choice(len(w), p=w / w.sum())
     name = self._st["tasks"][task]
     image = augment_lib.decode_image(record["image"])
-    phrase_boxes = np.zeros((MAX_PHRASE_BOXES, 4), np.float32)
+    phrase_boxes = None
     if name == "cap":
       image, _ = augment_lib.augment(image, np.zeros((0, 4)), rng, self._aug)
       seq = tasks_lib.task_sequence(name, self._tok, self._st, report=tasks_lib.cap_text(record))
@@ -342,11 +343,12 @@ class PretrainTransform(grain.RandomMapTransform):
       seq = tasks_lib.task_sequence(name, self._tok, self._st, phrase=phrase,
                                     bbox_name=bbox_name, box=boxes[0])
       if not self._train:  # Evaluation is not augmented: the record's boxes are the truth.
-        phrase_boxes[:] = phrase_boxes_of(pairs, phrase, box)
+        phrase_boxes = phrase_boxes_of(pairs, phrase, box)
     out = {"image": image, **seq}
     if not self._train:
       out["valid"] = np.int32(element["valid"])
-      out["phrase_boxes"] = phrase_boxes
+      out["phrase_boxes"] = (np.zeros((MAX_PHRASE_BOXES, 4), np.float32) if phrase_boxes is None
+                             else phrase_boxes)
     return out
 
 
@@ -380,7 +382,7 @@ def pretrain_loader(cfg: Mapping[str, Any], tok: tokenizer_lib.Tokenizer, *, spl
                     excluded_studies: Optional[set[str]] = None,
                     shard_options: Optional[grain.ShardOptions] = None,
                     worker_count: Optional[int] = None) -> grain.DataLoader:
-  """Pretraining DataLoader for `split`; batches as CONTRACTS D (+ `valid` when not training).
+  """Pretraining DataLoader for `split`: CONTRACTS D batches (+ `valid`, `phrase_boxes` in eval).
 
   Args:
     cfg: the input config (`tasks.pretrain_input_config()` keys).

@@ -58,6 +58,7 @@ from locvqa_jax import losses
 from locvqa_jax import sharding
 from locvqa_jax.data import tasks as tasks_lib
 from locvqa_jax.evaluation.grounding import box_iou
+from locvqa_jax.models import cappa
 
 NUM_REGIONS = 36  # Chest ImaGenome object names (CONTRACTS D region_id).
 
@@ -107,18 +108,14 @@ class Evaluator:
     self.bin_of = np.full(config.vocab_size + 1, -1, np.int32)
     self.bin_of[np.asarray(tokenizer.loc_ids)] = np.arange(self.num_bins)
     self.constrain = bool(eval_config.get("constrain_boxes", False))
+    # Config values that place the location tokens in the vocabulary must match the tokenizer.
     first = config.loss.get("loc_first_id", None)
-    if first is not None and tuple(tokenizer.loc_ids) != tuple(range(first,
-                                                                     first + self.num_bins)):
-      raise ValueError(f"config.loss.loc_first_id={first} but the tokenizer's location tokens "
-                       f"are ids {tokenizer.loc_ids[0]}..{tokenizer.loc_ids[-1]} "
-                       "(not contiguous from it)")
+    if first is not None:
+      _check_loc_ids("config.loss.loc_first_id", first, (first, self.num_bins), tokenizer)
     decoder = config.model.get("decoder", {})
     if decoder.get("loc_embed_init", "normal") != "normal":
-      loc_ids = tuple(decoder.get("loc_ids", ()))
-      if loc_ids != (tokenizer.loc_ids[0], self.num_bins):
-        raise ValueError(f"config.model.decoder.loc_ids={loc_ids} but the tokenizer's "
-                         f"{self.num_bins} location tokens start at id {tokenizer.loc_ids[0]}")
+      loc_ids = tuple(decoder.get("loc_ids", cappa.Decoder.loc_ids))
+      _check_loc_ids("config.model.decoder.loc_ids", loc_ids, loc_ids, tokenizer)
     # Replicated outputs: every host reads whole results, also on multi-host meshes.
     repl = sharding.replicated(mesh)
     self._forward = jax.jit(self._forward_fn, out_shardings=repl)
@@ -195,7 +192,8 @@ class Evaluator:
     texts = {t: ([], []) for t in ("gcap", "cap")}
     samples = []
     for batch in self._batches(self.split, self.cfg.max_batches):
-      gb = sharding.make_global_batch({k: v for k, v in batch.items()}, self.mesh)
+      gb = sharding.make_global_batch({k: v for k, v in batch.items() if k != "phrase_boxes"},
+                                      self.mesh)
       loss, free, loc_only = (np.asarray(a) for a in jax.device_get(self._forward(params, gb)))
       host = _gather(batch)
       preds = loc_only if self.constrain else free
@@ -286,6 +284,14 @@ class Evaluator:
     if samples and jax.process_index() == 0:
       _write_samples(os.path.join(workdir, f"samples_{step}.txt"), step, samples)
     return {k: float(v) for k, v in metrics.items()}
+
+
+def _check_loc_ids(key: str, value: Any, first_count: tuple[int, int], tokenizer: Any) -> None:
+  """Raises unless the tokenizer's location tokens are ids first .. first + count - 1."""
+  first, count = first_count
+  if tuple(tokenizer.loc_ids) != tuple(range(first, first + count)):
+    raise ValueError(f"{key}={value} but the tokenizer's {len(tokenizer.loc_ids)} location "
+                     f"tokens are ids {tokenizer.loc_ids[0]}..{tokenizer.loc_ids[-1]}")
 
 
 def nearest_box_iou(pred: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -193,8 +193,8 @@ class Decoder(nn.Module):
 def loc_sincos(count: int, dim: int) -> jax.Array:
   """[count, dim] sin/cos features of bins 0..count-1, periods from 8 bins to 2 * count.
 
-  Row norms are sqrt(dim), as for N(0, 1) rows; cosine similarity falls smoothly with the
-  distance between bins.
+  Row norms are sqrt(dim) (sqrt(dim - 1) for an odd dim, whose last column is 0), as for
+  N(0, 1) rows; cosine similarity falls smoothly with the distance between bins.
   """
   half = dim // 2
   periods = 8.0 * (count / 4.0) ** (jnp.arange(half) / max(half - 1, 1))  # 8 .. 2 * count

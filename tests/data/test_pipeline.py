@@ -173,6 +173,24 @@ def test_eval_single_pass_padded(tok, cfg):
   assert not phrase_boxes[task_ids == 0].any()
 
 
+def test_eval_rows_carry_every_box_of_their_phrase(tok, cfg):
+  """Both lungs named by one sentence: each CAREF row has its box, then the other lung's."""
+  records = imagenome_records(6)
+  for r in records:
+    r["objects"] = {"bbox_name": [b"right lung", b"left lung"], "bbox": list(BOXES[:2])}
+    r["phrases"] = {"text": [b"no pneumothorax."] * 2,
+                    "bbox_name": [b"right lung", b"left lung"], "bbox": list(BOXES[:2])}
+  cfg.tasks, cfg.task_weights = ("caref",), (1.0,)
+  batch = next(iter(pipeline.pretrain_loader(
+      cfg, tok, split="validation", global_batch_size=6, train=False,
+      sources={"chest_imagenome": records}, excluded_studies=set())))
+  for box, boxes, region in zip(batch["box"], batch["phrase_boxes"], batch["region_id"]):
+    other = BOXES[1] if region == tasks.REGION_INDEX["right lung"] else BOXES[0]
+    np.testing.assert_array_equal(boxes[:2], [box, other])
+    assert not boxes[2:].any()
+  assert len(set(batch["region_id"].tolist())) == 2  # both lungs were drawn
+
+
 def test_phrase_boxes_of():
   right, left, trachea = BOXES[0], BOXES[1], BOXES[2]
   pairs = [("no pneumothorax.", "right lung", right), ("no pneumothorax.", "left lung", left),

@@ -72,6 +72,37 @@ def test_evaluator_on_fixture(tmp_path):
   assert out["aref_phrase_baseline_iou"] == pytest.approx(out["aref_baseline_iou"])
 
 
+class _WithPhraseBoxes:
+  """The fixture's source; evaluation rows also have a second phrase box, BOX."""
+  BOX = [0.1, 0.2, 0.6, 0.7]
+
+  def __getattr__(self, name):
+    return getattr(fx, name)
+
+  def eval_batches(self, *args, **kwargs):
+    for b in fx.eval_batches(*args, **kwargs):
+      boxes = np.zeros((len(b["box"]), 8, 4), np.float32)
+      boxes[:, 0], boxes[:, 1] = b["box"], self.BOX
+      yield {**b, "phrase_boxes": boxes}
+
+
+def test_phrase_scores_take_the_nearest_phrase_box(tmp_path):
+  config = fx.make_config(**{"evals": {"val": dict(
+      type="pretrain", split="validation", every_steps=0, batch_size=8, max_batches=2,
+      decode=False, max_decode_len=5, baseline_batches=1, num_samples=0)}})
+  mesh = sharding.make_mesh(config.mesh)
+  trainer = train.build_trainer(config, mesh, fx._batch(np.random.default_rng(0), 8))
+  ev = pretrain.Evaluator(config=config, eval_config=config.evals.val, model=trainer.model,
+                          module=trainer.module, source=_WithPhraseBoxes(),
+                          tokenizer=fx._Tokenizer(), mesh=mesh)
+  ev.mean_boxes[:] = _WithPhraseBoxes.BOX  # Every region's mean box is the second phrase box.
+  out = ev.run(trainer.init_state(jax.random.PRNGKey(0))["params"], 0, str(tmp_path))
+  assert out["aref_phrase_baseline_iou"] == pytest.approx(1.0)
+  assert out["aref_phrase_baseline_acc50"] == 1.0
+  assert out["aref_baseline_iou"] < 0.5
+  assert out["aref_phrase_iou"] >= out["aref_iou"]
+
+
 def test_sincos_location_rows_must_match_the_tokenizer():
   config = fx.make_config(**{"evals": {"val": dict(
       type="pretrain", split="validation", every_steps=0, batch_size=8, max_batches=1,
@@ -84,10 +115,19 @@ def test_sincos_location_rows_must_match_the_tokenizer():
   with config.unlocked():
     config.model.decoder = dict(loc_embed_init="sincos", loc_ids=(4, 1024))
   with pytest.raises(ValueError, match=r"loc_ids=\(4, 1024\) but the tokenizer's 16 location "
-                                       "tokens start at id 16"):
+                                       r"tokens are ids 16\.\.31"):
     make()
   config.model.decoder.loc_ids = (16, 16)
   make()
+  with config.unlocked():
+    config.loss.loc_first_id = 4
+  with pytest.raises(ValueError, match=r"loss.loc_first_id=4 but the tokenizer's 16 location"):
+    make()
+  with config.unlocked():
+    config.loss.loc_first_id = 16
+    del config.model.decoder["loc_ids"]  # The decoder's default, ids 4 .. 1027.
+  with pytest.raises(ValueError, match=r"loc_ids=\(4, 1024\)"):
+    make()
 
 
 def test_constrained_aref_boxes(tmp_path):
