@@ -260,16 +260,17 @@ class Evaluator:
     for name, rows in box_rows.items():
       if not rows[1]:
         continue
-      pred, truth, base, phrase = (np.stack(r) for r in rows)
+      pred, truth, base, phrase_boxes = (np.stack(r) for r in rows)
       iou, base_iou = box_iou(pred, truth), box_iou(base, truth)
-      any_iou, any_base_iou = nearest_box_iou(pred, phrase), nearest_box_iou(base, phrase)
+      phrase_iou = nearest_box_iou(pred, phrase_boxes)
+      phrase_base_iou = nearest_box_iou(base, phrase_boxes)
       metrics.update({f"{name}_iou": iou.mean(), f"{name}_acc50": (iou >= 0.5).mean(),
                       f"{name}_baseline_iou": base_iou.mean(),
                       f"{name}_baseline_acc50": (base_iou >= 0.5).mean(),
-                      f"{name}_phrase_iou": any_iou.mean(),
-                      f"{name}_phrase_acc50": (any_iou >= 0.5).mean(),
-                      f"{name}_phrase_baseline_iou": any_base_iou.mean(),
-                      f"{name}_phrase_baseline_acc50": (any_base_iou >= 0.5).mean(),
+                      f"{name}_phrase_iou": phrase_iou.mean(),
+                      f"{name}_phrase_acc50": (phrase_iou >= 0.5).mean(),
+                      f"{name}_phrase_baseline_iou": phrase_base_iou.mean(),
+                      f"{name}_phrase_baseline_acc50": (phrase_base_iou >= 0.5).mean(),
                       f"{name}_parsed": np.mean(parsed[name]),
                       f"{name}_named_share": np.mean(named[name])})
       track = tracking(pred, truth, base)
