@@ -28,6 +28,9 @@ Arguments (`:name=value,...`; a bare name means true):
   loc_embed_init    'normal' (big_vision's init of the decoder's token embedding) or 'sincos'
                     (the 1024 location rows start as sin/cos features of their bin, so the
                     decoder reads a coordinate it has just written as a number; cappa.Decoder).
+  memory_posemb     'none' (big_vision's CapPa) or 'sincos2d': a fixed 2D sin/cos position
+                    embedding is added to the encoder tokens the decoder cross-attends to, so
+                    a box can be read off where the tokens are (cappa.Decoder).
   runlocal          tiny CPU smoke sizes (batch, steps, eval).
   quickstart        runlocal plus the quick start's settings for boxes (`_quickstart` below).
   preset            '' | 'paper' | 'b16' (below).
@@ -77,7 +80,7 @@ def get_config(arg=None):
   arg = config_lib.parse_arg(
       arg, variant="micro", res=128, tasks="cap+aref+gcap+caref", masked_pred_prob=-1.0,
       masking_ratio=1.0, data_dir=DEFAULT_DATA_DIR, tokenizer="", runlocal=False, preset="",
-      quickstart=False, loc_embed_init="normal")
+      quickstart=False, loc_embed_init="normal", memory_posemb="none")
   if arg.preset not in _PRESETS:
     raise ValueError(f"configs/pretrain_locca.py: preset={arg.preset!r}; expected one of "
                      f"{_PRESETS}")
@@ -119,7 +122,7 @@ def get_config(arg=None):
   # Room for the longest decode: a prefix of up to text_len tokens plus the generated tokens.
   c.model.decoder = dict(decoder, max_len=c.input.text_len + max_decode_len,
                          remat_policy=remat, dtype_mm=dtype, dropout=0.0,
-                         loc_embed_init=arg.loc_embed_init,
+                         loc_embed_init=arg.loc_embed_init, memory_posemb=arg.memory_posemb,
                          loc_ids=(LOC_FIRST_ID, tokenizer_lib.NUM_LOC_TOKENS))
   c.model.decoder.vocab_size = c.get_ref("vocab_size")
 

@@ -1,12 +1,18 @@
 r"""Runs the quick start's pretraining and prints box quality beside the per-region mean box.
 
   python tools/check_pretrain_quality.py --data_dir D [--workdir W] [--build] \
-      [--config.key=value ...]
+      [--preset easy|realistic] [--config_args a=b,...] [--config.key=value ...]
+  python tools/check_pretrain_quality.py --data_dir D --build --reading_run
 
 With --build, D is filled first as tools/quickstart.sh does (1000 synthetic patients at 256 px,
-preset easy, the three builders at r128, the tokenizer to D/tokenizer.model); otherwise D must
-hold those. The run is `python -m locvqa_jax.train --config
-configs/pretrain_locca.py:runlocal,quickstart,data_dir=D --workdir W` plus the given overrides.
+the three builders at r128, the tokenizer to D/tokenizer.model) with the generator preset
+--preset (easy, as the quick start); otherwise D must hold those. The run is `python -m
+locvqa_jax.train --config configs/pretrain_locca.py:runlocal,quickstart,data_dir=D[,config_args]
+--workdir W` plus the given overrides.
+
+--reading_run is the tiny run whose boxes follow the image (docs/training.md, "A decoder that
+reads where the tokens are"): the realistic preset, `loc_embed_init=sincos,memory_posemb=sincos2d`,
+3000 steps at lr 3e-3, validation on 16 batches (about 7 minutes on 2 CPU cores with --build).
 Prints the first and last logged training loss, the wall time, and per task the validation loss,
 IoU, accuracy at IoU 0.5 and share of parseable boxes beside the baseline, and both IoUs against
 the nearest box the row's phrase has in the image. Exit status 1 when the training loss did not
@@ -33,11 +39,20 @@ def _run(*args: str) -> None:
   subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, check=True)
 
 
-def build_data(data_dir: str, patients: int = 1000) -> None:
-  """The quick start's synthetic data: generator, three builders at r128, tokenizer."""
+# The tiny run whose boxes follow the image: config arguments, overrides, generator preset.
+READING_RUN = dict(
+    config_args="loc_embed_init=sincos,memory_posemb=sincos2d",
+    overrides=["--config.total_steps=3000", "--config.lr=3e-3",
+               "--config.evals.val.every_steps=3000", "--config.evals.val.max_batches=16",
+               "--config.ckpt_every_steps=3000"],
+    preset="realistic")
+
+
+def build_data(data_dir: str, patients: int = 1000, preset: str = "easy") -> None:
+  """The quick start's synthetic data (generator `preset`), three builders at r128, tokenizer."""
   raw = os.path.join(data_dir, "raw")
   _run("locvqa_jax.data.synthetic", "--out", raw, "--patients", str(patients), "--seed", "0",
-       "--image-size", "256", "--workers", "2", "--preset", "easy", "--overwrite")
+       "--image-size", "256", "--workers", "2", "--preset", preset, "--overwrite")
   for name in DATASETS:
     _run("tfds_builders.build", name, f"--manual_dir={raw}", "--config=r128",
          f"--data_dir={data_dir}", "--workers=2")
@@ -45,11 +60,13 @@ def build_data(data_dir: str, patients: int = 1000) -> None:
        os.path.join(data_dir, "tokenizer.model"))
 
 
-def pretrain(data_dir: str, workdir: str, overrides: list[str]) -> dict[str, float]:
+def pretrain(data_dir: str, workdir: str, overrides: list[str],
+             config_args: str = "") -> dict[str, float]:
   """Runs the quick start's pretraining; returns its summary (see `summarize`)."""
   start = time.time()
+  extra = f",{config_args}" if config_args else ""
   _run("locvqa_jax.train", "--config",
-       f"configs/pretrain_locca.py:runlocal,quickstart,data_dir={data_dir}",
+       f"configs/pretrain_locca.py:runlocal,quickstart,data_dir={data_dir}{extra}",
        "--workdir", workdir, *overrides)
   summary = summarize(os.path.join(workdir, "metrics.jsonl"))
   summary["wall_s"] = time.time() - start
@@ -96,11 +113,22 @@ def main() -> int:
   parser.add_argument("--data_dir", required=True)
   parser.add_argument("--workdir", default="")
   parser.add_argument("--build", action="store_true", help="generate and build the data first")
+  parser.add_argument("--preset", default="easy", choices=("easy", "realistic"),
+                      help="synthetic generator preset for --build")
+  parser.add_argument("--config_args", default="",
+                      help="more configs/pretrain_locca.py arguments, e.g. loc_embed_init=sincos")
+  parser.add_argument("--reading_run", action="store_true",
+                      help="the tiny run whose boxes follow the image (READING_RUN)")
   args, overrides = parser.parse_known_args()
+  preset, config_args = args.preset, args.config_args
+  if args.reading_run:
+    preset = READING_RUN["preset"]
+    config_args = ",".join(a for a in (READING_RUN["config_args"], config_args) if a)
+    overrides = READING_RUN["overrides"] + overrides
   if args.build:
-    build_data(args.data_dir)
+    build_data(args.data_dir, preset=preset)
   workdir = args.workdir or tempfile.mkdtemp(prefix="locca_quality_")
-  summary = pretrain(args.data_dir, workdir, overrides)
+  summary = pretrain(args.data_dir, workdir, overrides, config_args)
   print(table(summary))
   ok = passes(summary)
   what = "phrase-level CAREF IoU" if "caref_phrase_iou" in summary else "CAREF IoU"

@@ -128,6 +128,10 @@ class Decoder(nn.Module):
   # start close and a coordinate read back as input is a smooth function of its value.
   loc_embed_init: str = "normal"
   loc_ids: tuple[int, int] = (4, 1024)
+  # 'none' (big_vision's CapPa) or 'sincos2d': a fixed 2D sin/cos position embedding is added to
+  # the encoder tokens that cross-attention reads (a square grid), so keys and values carry
+  # where each token is; the encoder's own output is unchanged.
+  memory_posemb: str = "none"
 
   def _embedding_init(self):
     normal = nn.initializers.normal(stddev=1.0)
@@ -145,6 +149,19 @@ class Decoder(nn.Module):
       return normal(key, shape, dtype).at[first:first + count].set(
           loc_sincos(count, shape[1]).astype(dtype))
     return init
+
+  def _with_memory_posemb(self, encoded: jax.Array) -> jax.Array:
+    if self.memory_posemb == "none":
+      return encoded
+    if self.memory_posemb != "sincos2d":
+      raise ValueError(f"model.decoder.memory_posemb={self.memory_posemb!r}; expected 'none' or "
+                       "'sincos2d'")
+    side = int(round(encoded.shape[1] ** 0.5))
+    if side * side != encoded.shape[1]:
+      raise ValueError(f"model.decoder.memory_posemb='sincos2d' needs a square grid of encoder "
+                       f"tokens, got {encoded.shape[1]}")
+    pe = vit.posemb_sincos_2d(side, side, encoded.shape[2])
+    return encoded + pe.astype(encoded.dtype)
 
   @nn.compact
   def __call__(self, tokens: jax.Array, positions: jax.Array, encoded: Optional[jax.Array],
@@ -171,6 +188,8 @@ class Decoder(nn.Module):
     pe = self.param("pos_embedding", nn.initializers.normal(stddev=1 / jnp.sqrt(self.emb_dim)),
                     (1, self.max_len, self.emb_dim), jnp.float32)
     x = x + jnp.take(pe[0], positions, axis=0)
+    if encoded is not None:
+      encoded = self._with_memory_posemb(encoded)
     block_cls = common.DecoderBlock
     if self.remat_policy != "none":
       block_cls = nn.remat(block_cls, static_argnums=(4,),

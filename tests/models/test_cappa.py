@@ -66,6 +66,29 @@ def test_sincos_location_embedding_init():
     init(loc_embed_init="sincos", loc_ids=(4, 40))
 
 
+def test_memory_posemb_adds_sincos_to_the_cross_attended_tokens():
+  encoded = jax.random.normal(jax.random.PRNGKey(0), (2, 16, 64))
+  tokens = jnp.array([[2, 5, 6], [2, 7, 0]])
+  positions = jnp.broadcast_to(jnp.arange(3), (2, 3))
+  mask = jnp.ones((2, 3, 3), bool)
+  plain = cappa.Decoder(vocab_size=VOCAB)
+  params = plain.init(jax.random.PRNGKey(1), tokens, positions, encoded, mask)["params"]
+  params["LogitsDense"]["kernel"] = jax.random.normal(jax.random.PRNGKey(2), (64, VOCAB))
+  with_pe = cappa.Decoder(vocab_size=VOCAB, memory_posemb="sincos2d")
+  from locvqa_jax.models import vit  # pylint: disable=g-import-not-at-top
+  want, _ = plain.apply({"params": params}, tokens, positions,
+                        encoded + vit.posemb_sincos_2d(4, 4, 64), mask)
+  got, _ = with_pe.apply({"params": params}, tokens, positions, encoded, mask)
+  np.testing.assert_allclose(got, want, atol=1e-5)
+  same, _ = plain.apply({"params": params}, tokens, positions, encoded, mask)
+  assert np.abs(np.asarray(got) - np.asarray(same)).max() > 1e-3
+  with pytest.raises(ValueError, match="square grid of encoder tokens, got 15"):
+    with_pe.apply({"params": params}, tokens, positions, encoded[:, :15], mask)
+  with pytest.raises(ValueError, match="memory_posemb='learn'"):
+    cappa.Decoder(vocab_size=VOCAB, memory_posemb="learn").apply(
+        {"params": params}, tokens, positions, encoded, mask)
+
+
 def test_no_bias_decoder_and_presets():
   model = cappa.Model(preset="cappa_b16", decoder=dict(vocab_size=1000))
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
