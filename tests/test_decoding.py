@@ -13,9 +13,8 @@ from locvqa_jax.models import cappa
 VOCAB, EOS, PAD = 30, 1, 0
 
 
-@pytest.fixture(scope="module")
-def setup():
-  model = cappa.Model(preset="micro", decoder=dict(vocab_size=VOCAB, max_len=32))
+def _setup(**decoder):
+  model = cappa.Model(preset="micro", decoder=dict(vocab_size=VOCAB, max_len=32, **decoder))
   image = jax.random.uniform(jax.random.PRNGKey(0), (3, 32, 32, 1), minval=-1, maxval=1)
   text = jnp.zeros((3, 8), jnp.int32)
   params = jax.jit(model.init)(jax.random.PRNGKey(1), image, text, text)["params"]
@@ -28,14 +27,21 @@ def setup():
   return model, params, encoded
 
 
+@pytest.fixture(scope="module")
+def setup():
+  return _setup()
+
+
 _greedy = jax.jit(decoding.greedy_decode, static_argnums=0,
                   static_argnames=("max_decode_len", "eos_id", "pad_id"))
 
 _teacher_forced = jax.jit(decoding.teacher_forced_argmax, static_argnums=0)
 
 
-def test_cached_greedy_equals_teacher_forced_argmax(setup):
-  model, params, encoded = setup
+@pytest.mark.parametrize("memory_posemb", ["none", "sincos2d"])
+def test_cached_greedy_equals_teacher_forced_argmax(setup, memory_posemb):
+  # With memory_posemb the cached and uncached paths must each add the embedding once.
+  model, params, encoded = setup if memory_posemb == "none" else _setup(memory_posemb="sincos2d")
   prefix_len = jnp.array([1, 3, 5])
   raw = jnp.array([[2, 0, 0, 0, 0], [2, 7, 8, 0, 0], [2, 9, 10, 11, 12]])
   max_len = 10

@@ -13,6 +13,7 @@ locvqa_jax.train --config configs/pretrain_locca.py:runlocal,quickstart,data_dir
 --reading_run is the tiny run whose boxes follow the image (docs/training.md, "A decoder that
 reads where the tokens are"): the realistic preset, `loc_embed_init=sincos,memory_posemb=sincos2d`,
 3000 steps at lr 3e-3, validation on 16 batches (about 7 minutes on 2 CPU cores with --build).
+
 Prints the first and last logged training loss, the wall time, and per task the validation loss,
 IoU, accuracy at IoU 0.5 and share of parseable boxes beside the baseline, and both IoUs against
 the nearest box the row's phrase has in the image. Exit status 1 when the training loss did not
@@ -113,20 +114,24 @@ def main() -> int:
   parser.add_argument("--data_dir", required=True)
   parser.add_argument("--workdir", default="")
   parser.add_argument("--build", action="store_true", help="generate and build the data first")
-  parser.add_argument("--preset", default="easy", choices=("easy", "realistic"),
-                      help="synthetic generator preset for --build")
+  parser.add_argument("--preset", default=None, choices=("easy", "realistic"),
+                      help="synthetic generator preset for --build (default easy; realistic "
+                           "with --reading_run)")
   parser.add_argument("--config_args", default="",
                       help="more configs/pretrain_locca.py arguments, e.g. loc_embed_init=sincos")
   parser.add_argument("--reading_run", action="store_true",
                       help="the tiny run whose boxes follow the image (READING_RUN)")
   args, overrides = parser.parse_known_args()
-  preset, config_args = args.preset, args.config_args
+  preset, config_args = args.preset or "easy", args.config_args
   if args.reading_run:
-    preset = READING_RUN["preset"]
+    preset = args.preset or READING_RUN["preset"]
     config_args = ",".join(a for a in (READING_RUN["config_args"], config_args) if a)
     overrides = READING_RUN["overrides"] + overrides
   if args.build:
     build_data(args.data_dir, preset=preset)
+  elif args.preset or args.reading_run:
+    print(f"note: {args.data_dir} is used as built; --preset applies to --build only "
+          f"(the reading run expects the {READING_RUN['preset']} preset's data)")
   workdir = args.workdir or tempfile.mkdtemp(prefix="locca_quality_")
   summary = pretrain(args.data_dir, workdir, overrides, config_args)
   print(table(summary))

@@ -159,7 +159,7 @@ class Decoder(nn.Module):
     side = int(round(encoded.shape[1] ** 0.5))
     if side * side != encoded.shape[1]:
       raise ValueError(f"model.decoder.memory_posemb='sincos2d' needs a square grid of encoder "
-                       f"tokens, got {encoded.shape[1]}")
+                       f"tokens (square images, no class token), got {encoded.shape[1]}")
     pe = vit.posemb_sincos_2d(side, side, encoded.shape[2])
     return encoded + pe.astype(encoded.dtype)
 

@@ -49,5 +49,6 @@ def test_tiny_run_beats_the_region_mean_box(tmp_path):
   print(tool.table(s))
   assert s["last_train_loss"] < s["first_train_loss"]
   assert s["caref_phrase_iou"] > s["caref_phrase_baseline_iou"], tool.table(s)
-  assert s["caref_named_iou"] > s["caref_named_baseline_iou"], tool.table(s)
-  assert s["caref_tracking"] > 0.1, tool.table(s)
+  named = (s.get("caref_named_iou", float("-inf")), s.get("caref_named_baseline_iou"))
+  assert named[0] > named[1], f"named rows: CAREF {named[0]} vs mean box {named[1]}"
+  assert s.get("caref_tracking", float("-inf")) > 0.1, tool.table(s)
