@@ -102,10 +102,16 @@ def table(s: dict[str, float]) -> str:
   return "\n".join(lines)
 
 
+def _caref_keys(s: dict[str, float]) -> tuple[str, str, str]:
+  """(model key, baseline key, name) of the CAREF score that decides: phrase-level if logged."""
+  if "caref_phrase_iou" in s:
+    return "caref_phrase_iou", "caref_phrase_baseline_iou", "phrase-level CAREF IoU"
+  return "caref_iou", "caref_baseline_iou", "CAREF IoU"
+
+
 def passes(s: dict[str, float]) -> bool:
   """Loss fell, and CAREF beats the mean box, both scored against the phrase's nearest box."""
-  iou, base = (("caref_phrase_iou", "caref_phrase_baseline_iou") if "caref_phrase_iou" in s
-               else ("caref_iou", "caref_baseline_iou"))
+  iou, base, _ = _caref_keys(s)
   return s["last_train_loss"] < s["first_train_loss"] and s[iou] > s[base]
 
 
@@ -136,7 +142,7 @@ def main() -> int:
   summary = pretrain(args.data_dir, workdir, overrides, config_args)
   print(table(summary))
   ok = passes(summary)
-  what = "phrase-level CAREF IoU" if "caref_phrase_iou" in summary else "CAREF IoU"
+  what = _caref_keys(summary)[2]
   print(f"PASS: loss fell and {what} beats the per-region mean box's" if ok else
         f"FAIL: loss did not fall or {what} does not beat the per-region mean box's")
   return 0 if ok else 1

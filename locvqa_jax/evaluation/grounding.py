@@ -45,13 +45,19 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
+def nearest_box_iou(pred: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+  """[N, 4] boxes and [N, K, 4] candidate truths (zero rows unused) -> [N] best IoU."""
+  n, k = boxes.shape[:2]
+  iou = box_iou(np.repeat(pred, k, axis=0), boxes.reshape(n * k, 4))
+  return iou.reshape(n, k).max(axis=1)
+
+
 def best_iou(box: Optional[Sequence[float]], truth: Sequence[Sequence[float]]) -> float:
   """Max IoU of one box [4] over the true boxes [T, 4] (T >= 1); 0 for a missing box."""
   if box is None:
     return 0.0
-  truth = np.asarray(truth, np.float64).reshape(-1, 4)
-  pred = np.broadcast_to(np.asarray(box, np.float64), truth.shape)
-  return float(box_iou(pred, truth).max())
+  truth = np.asarray(truth, np.float64).reshape(1, -1, 4)
+  return float(nearest_box_iou(np.asarray(box, np.float64).reshape(1, 4), truth)[0])
 
 
 def has_grounding(p: Prediction) -> bool:

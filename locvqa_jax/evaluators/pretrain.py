@@ -58,6 +58,7 @@ from locvqa_jax import losses
 from locvqa_jax import sharding
 from locvqa_jax.data import tasks as tasks_lib
 from locvqa_jax.evaluation.grounding import box_iou
+from locvqa_jax.evaluation.grounding import nearest_box_iou
 from locvqa_jax.models import cappa
 
 NUM_REGIONS = 36  # Chest ImaGenome object names (CONTRACTS D region_id).
@@ -293,13 +294,6 @@ def _check_loc_ids(key: str, value: Any, first_count: tuple[int, int], tokenizer
   if tuple(tokenizer.loc_ids) != tuple(range(first, first + count)):
     raise ValueError(f"{key}={value} but the tokenizer's {len(tokenizer.loc_ids)} location "
                      f"tokens are ids {tokenizer.loc_ids[0]}..{tokenizer.loc_ids[-1]}")
-
-
-def nearest_box_iou(pred: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-  """[N, 4] boxes and [N, K, 4] candidate truths (zero rows unused) -> [N] best IoU."""
-  n, k = boxes.shape[:2]
-  iou = box_iou(np.repeat(pred, k, axis=0), boxes.reshape(n * k, 4))
-  return iou.reshape(n, k).max(axis=1)
 
 
 def _phrase_boxes(host: dict[str, np.ndarray], r: int) -> np.ndarray:
